@@ -1,0 +1,149 @@
+"""The face models the pipeline uses, pinned by sha256, and how they get into `data/models/`.
+
+Each model is known by name. `materialise` copies it from a local mirror folder (checked by sha256),
+else downloads it from its upstream source (checked by sha256). A file with the wrong hash is never
+used. Offline with no mirror, the error names the file, its sha256 and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from affect.shards import atomic_path
+
+log = logging.getLogger(__name__)
+
+INSIGHTFACE_RELEASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model: where it lands, what it must hash to, and where it comes from."""
+
+    filename: str            # name under data/models/<model>/
+    sha256: str
+    mirror_names: tuple      # names it may have in a local mirror folder
+    url: str                 # upstream download (a file, or a zip holding `member`)
+    member: str = ""         # path inside the zip at `url`, "" when `url` is the file itself
+
+
+MODELS: dict[str, list[ModelFile]] = {
+    "scrfd_2.5g": [ModelFile(
+        "det.onnx", "041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
+        ("scrfd_2.5g.onnx", "det_2.5g.onnx"), f"{INSIGHTFACE_RELEASE}/buffalo_m.zip", "det_2.5g.onnx")],
+    "scrfd_500m": [ModelFile(
+        "det.onnx", "5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
+        ("scrfd_500m.onnx", "det_500m.onnx"), f"{INSIGHTFACE_RELEASE}/buffalo_sc.zip", "det_500m.onnx")],
+    "pfld106": [ModelFile(
+        "landmarks.onnx", "ce073227c4afee80e46abd98c8b99f5a55c3ad47f0f9cb2d2d333aeb510288f4",
+        ("pfld106_lite.onnx", "pfld106.onnx", "lite.onnx"),
+        "https://raw.githubusercontent.com/Hsintao/pfld_106_face_landmarks/"
+        "e150195b0c945a9fcfe91641e3b79682e0e421e6/output/lite.onnx")],
+    # The paper's pair: SCRFD-10GF detector and InsightFace's 2d106det landmarks, from buffalo_l.zip.
+    "buffalo_l": [
+        ModelFile("det.onnx", "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
+                  ("buffalo_l/det_10g.onnx", "det_10g.onnx"), f"{INSIGHTFACE_RELEASE}/buffalo_l.zip",
+                  "det_10g.onnx"),
+        ModelFile("landmarks.onnx", "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf",
+                  ("buffalo_l/2d106det.onnx", "2d106det.onnx"), f"{INSIGHTFACE_RELEASE}/buffalo_l.zip",
+                  "2d106det.onnx"),
+    ],
+}
+
+
+class ModelError(RuntimeError):
+    """A model file is missing or does not match its pinned sha256."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_file(name: str, role: str, models_dir: str | os.PathLike = "data/models") -> Path:
+    """Path of a materialised model file, `role` being `det` or `landmarks`; checks it exists."""
+    path = Path(models_dir) / name / f"{role}.onnx"
+    if not path.is_file():
+        raise ModelError(f"{path}: model {name!r} has no {role} file; run `dvc repro models` "
+                         f"(or affect.models.materialise) with {name!r} in models.names")
+    return path
+
+
+def _search_dirs(mirror: str | os.PathLike | None) -> list[Path]:
+    dirs = [Path(mirror)] if mirror else []
+    dirs.append(Path.home() / ".insightface" / "models")  # where InsightFace keeps buffalo_l
+    return [d for d in dirs if d.is_dir()]
+
+
+def _from_mirror(spec: ModelFile, mirror: str | os.PathLike | None, dest: Path) -> bool:
+    for folder in _search_dirs(mirror):
+        for candidate in (folder / n for n in spec.mirror_names):
+            if not candidate.is_file():
+                continue
+            got = sha256_of(candidate)
+            if got != spec.sha256:
+                log.warning("%s: sha256 %s, expected %s: ignored", candidate, got, spec.sha256)
+                continue
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(candidate, tmp)
+            log.info("%s: copied from %s", dest, candidate)
+            return True
+    return False
+
+
+def _download(spec: ModelFile, dest: Path) -> None:
+    with urllib.request.urlopen(spec.url, timeout=60) as response:
+        payload = response.read()
+    if spec.member:
+        with zipfile.ZipFile(io.BytesIO(payload)) as pack:
+            member = next(n for n in pack.namelist() if n.endswith(spec.member))
+            payload = pack.read(member)
+    got = hashlib.sha256(payload).hexdigest()
+    if got != spec.sha256:
+        raise ModelError(f"{spec.url}: downloaded {spec.member or 'file'} has sha256 {got}, "
+                         f"expected {spec.sha256}; not used")
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(payload)
+    log.info("%s: downloaded from %s", dest, spec.url)
+
+
+def materialise(names: list[str], models_dir: str | os.PathLike,
+                mirror: str | os.PathLike | None = None, download: bool = True) -> list[Path]:
+    """Put each named model's files into `models_dir/<name>/`, verified by sha256; return the paths."""
+    paths = []
+    for name in names:
+        if name not in MODELS:
+            raise ModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        for spec in MODELS[name]:
+            dest = Path(models_dir) / name / spec.filename
+            if dest.is_file() and sha256_of(dest) == spec.sha256:
+                paths.append(dest)
+                continue
+            if not _from_mirror(spec, mirror, dest):
+                if not download:
+                    raise ModelError(_missing_message(name, spec, mirror))
+                try:
+                    _download(spec, dest)
+                except OSError as err:
+                    raise ModelError(f"{_missing_message(name, spec, mirror)} (download failed: {err})") from err
+            paths.append(dest)
+    return paths
+
+
+def _missing_message(name: str, spec: ModelFile, mirror) -> str:
+    return (f"model {name!r}: no file {' or '.join(spec.mirror_names)} with sha256 {spec.sha256} "
+            f"in the mirror folder {mirror!r} and it could not be downloaded from {spec.url}"
+            f"{' (member ' + spec.member + ')' if spec.member else ''}. "
+            f"Put the file into the mirror folder (models.mirror in params.yaml) and rerun.")
