@@ -26,3 +26,17 @@ def models_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     materialise(["scrfd_2.5g", "scrfd_500m", "pfld106"], folder, mirror=MIRROR, download=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(tmp_path_factory) -> Path:
+    """The whole DAG run once with `dvc repro` on a tiny demo configuration; returns the project folder.
+
+    Tests that only read its outputs use it directly; tests that change it copy it first.
+    """
+    from tests.pipeline import commit, dvc, make_project
+
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project")
+    dvc(project, "repro")
+    commit(project, "repro")
+    return project

@@ -1,0 +1,251 @@
+"""The dataset index: every video and track of an ABAW2 tree, probed, fingerprinted and assigned to a part.
+
+Videos are the files with a video suffix (.mp4, .avi, .mpg, ...) anywhere under `videos/`, `raw_video/`,
+`batch1/` and `batch2/` of the root; a video is named by its file stem, which must be unique (`x.mp4`
+beside `x.avi` is an error naming both). Other files there are ignored and listed in the report; a file
+with a video suffix that ffmpeg cannot read is an error naming it.
+
+Tracks come from annotation file names (`annotations/{VA,EXPR,AU}_Set/{Train,Validation}_Set/<track>.txt`):
+- `<stem>.txt` -> track `<stem>`, person `main`, of video `<stem>`;
+- `<stem>_left.txt` / `<stem>_right.txt` -> person `left` / `right` of video `<stem>` (unless a video is
+  itself named `<stem>_left`, which then wins). A video with one side annotated gets the other side as
+  an unlabelled track too. A video annotated both as one person and as two is an error;
+- a video with no annotation in any task is one `main` track named after it, unlabelled;
+- an annotation whose video is missing is an error naming the file; so is a track found in both the
+  Train_Set and the Validation_Set of one task.
+Every annotation file is read and validated (`affect.annotations`). Row counts that differ from the decoded
+frame count are reconciled (extra rows dropped, missing rows unlabelled, never shifted) and reported per
+track. A truncated or damaged video keeps the frames that decode and is reported; a video without audio is
+recorded with has_audio False and reported (later stages feed silence).
+
+The part of a video is a stable hash of its name (sha256, not Python's salted hash) modulo the number of
+parts; each part's JSON lists its videos with their content fingerprint (sha256 of the bytes), so a
+per-part stage depends on its own part only. Nothing is written until every check has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from affect.annotations import read_annotation, reconcile
+from affect.schema import TASKS, TRACKS, VIDEOS
+from affect.shards import atomic_path, write_parquet
+from affect.video import VideoInfo, fingerprint, probe
+
+log = logging.getLogger(__name__)
+
+VIDEO_FOLDERS = ("videos", "raw_video", "batch1", "batch2")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".ts")
+TASK_FOLDERS = {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}
+SETS = ("Train_Set", "Validation_Set")
+SIDES = ("left", "right")
+
+
+class DatasetError(ValueError):
+    """A dataset tree that cannot be indexed; the message names the files involved."""
+
+
+@dataclass
+class Index:
+    """What the index stage writes: the two tables, one JSON document per part, and the report."""
+
+    videos: pa.Table
+    tracks: pa.Table
+    parts: dict[int, dict]
+    report: dict
+
+
+def find_annotations(root: str | os.PathLike) -> dict[str, dict[str, tuple[str, Path]]]:
+    """task -> track -> (set name "Train_Set" | "Validation_Set", annotation path), all sorted by track."""
+    root = Path(root)
+    found: dict[str, dict[str, tuple[str, Path]]] = {}
+    for task in TASKS:
+        tracks: dict[str, tuple[str, Path]] = {}
+        for set_name in SETS:
+            for path in sorted((root / "annotations" / TASK_FOLDERS[task] / set_name).glob("*.txt")):
+                if path.name.startswith("."):
+                    continue
+                if path.stem in tracks:
+                    raise DatasetError(f"track {path.stem} is annotated twice for {task}: "
+                                       f"{tracks[path.stem][1]} and {path}")
+                tracks[path.stem] = (set_name, path)
+        found[task] = dict(sorted(tracks.items()))
+    return found
+
+
+def find_videos(root: str | os.PathLike) -> tuple[dict[str, Path], list[Path]]:
+    """Video stem -> path (sorted), and the other files found in the video folders (ignored)."""
+    root = Path(root)
+    videos: dict[str, Path] = {}
+    ignored: list[Path] = []
+    for folder in VIDEO_FOLDERS:
+        for path in sorted((root / folder).rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if path.suffix.lower() not in VIDEO_SUFFIXES:
+                ignored.append(path)
+                continue
+            if path.stem in videos:
+                raise DatasetError(f"two videos named {path.stem}: {videos[path.stem]} and {path}; "
+                                   f"video names (file stems) must be unique, remove or rename one")
+            videos[path.stem] = path
+    return dict(sorted(videos.items())), ignored
+
+
+def stable_part(video: str, n_parts: int) -> int:
+    """The part of a video: sha256 of its name modulo `n_parts` (the same on every machine and run)."""
+    return int.from_bytes(hashlib.sha256(video.encode("utf-8")).digest()[:8], "big") % n_parts
+
+
+def assign_tracks(videos: list[str], annotations: dict[str, dict[str, tuple[str, Path]]]
+                  ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[str]]]:
+    """video -> [(track, person)] sorted by track, and report lines per track (see the module docstring)."""
+    known = set(videos)
+    owner: dict[str, tuple[str, str]] = {}
+    orphans = []
+    for task in TASKS:
+        for track, (_, path) in annotations[task].items():
+            if track in known:
+                owner[track] = (track, "main")
+                continue
+            base, _, side = track.rpartition("_")
+            if side in SIDES and base in known:
+                owner[track] = (base, side)
+            else:
+                orphans.append(str(path))
+    if orphans:
+        raise DatasetError(f"{len(orphans)} annotation file(s) without a video (no video named after the "
+                           f"track, nor after the track without _left/_right): {', '.join(sorted(orphans)[:10])}")
+    tracks: dict[str, list[tuple[str, str]]] = {video: [] for video in videos}
+    for track, (video, person) in sorted(owner.items()):
+        tracks[video].append((track, person))
+    notes: dict[str, list[str]] = {}
+    for video, found in tracks.items():
+        persons = {person for _, person in found}
+        if "main" in persons and persons & set(SIDES):
+            raise DatasetError(f"video {video} is annotated both as one person ({video}.txt) and as two "
+                               f"({video}_left.txt / {video}_right.txt): keep one kind")
+        if not found:
+            tracks[video] = [(video, "main")]
+            notes[video] = ["no annotation for any task: kept as unlabelled data"]
+        for side in SIDES:
+            if persons and persons <= set(SIDES) and side not in persons:
+                track = f"{video}_{side}"
+                tracks[video] = sorted(tracks[video] + [(track, side)])
+                notes[track] = [f"no annotation, but {video} has a {'/'.join(sorted(persons))} track: "
+                                f"kept as unlabelled data"]
+    return tracks, notes
+
+
+def _probe_one(path: Path) -> tuple[VideoInfo, str]:
+    return probe(path), fingerprint(path)
+
+
+def _probe_all(paths: list[Path], jobs: int) -> list[tuple[VideoInfo, str]]:
+    """Probe and fingerprint every video, `jobs` processes (0 = all cores), results in input order."""
+    jobs = jobs or os.cpu_count() or 1
+    bar = dict(total=len(paths), desc="index", unit="video")
+    if jobs == 1 or len(paths) <= 1:
+        return [_probe_one(p) for p in tqdm(paths, **bar)]
+    with multiprocessing.Pool(min(jobs, len(paths))) as pool:
+        return list(tqdm(pool.imap(_probe_one, paths), **bar))
+
+
+def _video_notes(info: VideoInfo) -> list[str]:
+    notes = []
+    expected = max(round(info.duration * info.fps_avg), info.header_frames)
+    if info.errors or info.n_frames < expected - 1:
+        first = f"; first: {info.errors[0]}" if info.errors else ""
+        notes.append(f"truncated or damaged: {info.n_frames} frames decode, the container suggests {expected} "
+                     f"({info.duration:.3f} s at {info.fps_avg:g} fps, {info.header_frames or 'no'} frames in its "
+                     f"header); {len(info.errors)} decoder error line(s){first}; kept the frames that decode")
+    if not info.has_audio:
+        notes.append("no audio stream: recorded with has_audio false (later stages feed silence)")
+    if info.vfr:
+        notes.append("variable frame rate: frame times are the decoded timestamps")
+    return notes
+
+
+def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
+    """Find, validate, probe and assign every video and track of the ABAW2 tree at `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset root is not a folder")
+    if n_parts < 1:
+        raise DatasetError(f"need at least one part, got {n_parts}")
+    videos, ignored = find_videos(root)
+    annotations = find_annotations(root)
+    tracks, track_notes = assign_tracks(list(videos), annotations)
+    read = {task: {track: read_annotation(path, task) for track, (_, path) in annotations[task].items()}
+            for task in TASKS}
+    probed = dict(zip(videos, _probe_all(list(videos.values()), jobs)))
+
+    video_rows, track_rows, video_notes = [], [], {}
+    parts: dict[int, dict] = {p: {"part": p, "videos": []} for p in range(n_parts)}
+    for video, path in videos.items():
+        info, digest = probed[video]
+        part = stable_part(video, n_parts)
+        video_rows.append({"video": video, "path": path.as_posix(), "part": part, "fingerprint": digest,
+                           **{k: v for k, v in vars(info).items() if k in VIDEOS.names}})
+        if notes := _video_notes(info):
+            video_notes[video] = notes
+        parts[part]["videos"].append({
+            "video": video, "path": path.as_posix(), "fingerprint": digest, "n_frames": info.n_frames,
+            "has_audio": info.has_audio, "tracks": [{"track": t, "person": p} for t, p in tracks[video]]})
+        for track, person in tracks[video]:
+            row = {"track": track, "video": video, "person": person, "part": part, "n_frames": info.n_frames}
+            for task in TASKS:
+                annotation = read[task].get(track)
+                row[f"{task}_set"] = annotations[task][track][0] if annotation is not None else ""
+                row[f"{task}_rows"] = len(annotation) if annotation is not None else 0
+                row[f"{task}_labelled"] = 0
+                if annotation is not None:
+                    fitted, note = reconcile(annotation, info.n_frames)
+                    row[f"{task}_labelled"] = int(fitted.labelled.sum())
+                    if note:
+                        track_notes.setdefault(track, []).append(f"{task}: {note}")
+            track_rows.append(row)
+    track_rows.sort(key=lambda r: r["track"])
+    report = {
+        "root": root.as_posix(),
+        "n_parts": n_parts,
+        "counts": {"videos": len(video_rows), "tracks": len(track_rows),
+                   "unlabelled_tracks": sum(not any(r[f"{t}_labelled"] for t in TASKS) for r in track_rows),
+                   "ignored_files": len(ignored)},
+        "videos": video_notes,
+        "tracks": dict(sorted(track_notes.items())),
+        "ignored_files": [p.as_posix() for p in ignored],
+    }
+    for name, notes in [*video_notes.items(), *report["tracks"].items()]:
+        for note in notes:
+            log.warning("%s: %s", name, note)
+    return Index(pa.Table.from_pylist(video_rows, VIDEOS), pa.Table.from_pylist(track_rows, TRACKS), parts, report)
+
+
+def _write_json(document: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+
+
+def write_index(index: Index, out_dir: str | os.PathLike) -> None:
+    """videos.parquet, tracks.parquet, parts/part-<p>.json and report.json under `out_dir`, each atomically."""
+    out_dir = Path(out_dir)
+    write_parquet(index.videos, out_dir / "videos.parquet")
+    write_parquet(index.tracks, out_dir / "tracks.parquet")
+    names = set()
+    for p, document in sorted(index.parts.items()):
+        names.add(f"part-{p}.json")
+        _write_json(document, out_dir / "parts" / f"part-{p}.json")
+    for stale in sorted((out_dir / "parts").glob("part-*.json")):
+        if stale.name not in names:
+            stale.unlink()
+    _write_json(index.report, out_dir / "report.json")

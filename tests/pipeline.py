@@ -1,0 +1,70 @@
+"""A throw-away copy of the project in a temporary git repository, run with the real `dvc` program."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "models"
+DVC = str(Path(sys.executable).parent / "dvc")
+
+# The smallest configuration that still exercises every stage: two parts, a few short demo videos
+# (one of them two-person), a narrow model and a handful of training steps.
+TINY = {
+    "parts": [0, 1],
+    "demo": {"n_videos": 4, "seconds": [2, 3]},
+    "models": {"mirror": str(MIRROR)},
+    "model": {"width": 0.125},
+    "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},
+}
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied key by key, recursively."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in `cwd`, capturing its output; on failure the assertion shows it."""
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The real dvc command line in `cwd`."""
+    return run(cwd, DVC, *args, check=check)
+
+
+def make_project(folder: Path, overrides: dict | None = None) -> Path:
+    """Copy the project's code, dvc.yaml and params into `folder`, as a fresh git + DVC repository."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("affect", "stages"):
+        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(folder, "git", "init", "-q")
+    run(folder, "git", "config", "user.email", "test@example.com")
+    run(folder, "git", "config", "user.name", "test")
+    dvc(folder, "init", "-q")
+    dvc(folder, "config", "core.analytics", "false")
+    dvc(folder, "config", "cache.type", "reflink,hardlink,symlink,copy")
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", "project")
+    return folder
+
+
+def commit(folder: Path, message: str) -> None:
+    """Commit everything (dvc.lock, .gitignore files, params) in the test repository."""
+    run(folder, "git", "add", "-A")
+    run(folder, "git", "commit", "-qm", message, check=False)

@@ -1,0 +1,79 @@
+"""The models stage: pinned sha256, local mirror, and what happens with a corrupted copy."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from affect.models import MODELS, ModelError, materialise, model_file, sha256_of
+from tests.conftest import MIRROR, ROOT
+
+
+def test_mirror_files_match_their_pins():
+    for name in ("scrfd_2.5g", "scrfd_500m", "pfld106"):
+        (spec,) = MODELS[name]
+        path = next(MIRROR / n for n in spec.mirror_names if (MIRROR / n).is_file())
+        assert sha256_of(path) == spec.sha256
+
+
+def test_materialise_from_mirror(tmp_path):
+    paths = materialise(["scrfd_500m", "pfld106"], tmp_path, mirror=MIRROR, download=False)
+    assert paths == [tmp_path / "scrfd_500m" / "det.onnx", tmp_path / "pfld106" / "landmarks.onnx"]
+    assert model_file("pfld106", "landmarks", tmp_path) == paths[1]
+    assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_corrupted_mirror_copy_is_never_used(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    data = bytearray((MIRROR / "scrfd_500m.onnx").read_bytes())
+    data[1000] ^= 0xFF
+    (mirror / "scrfd_500m.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError) as err:
+        materialise(["scrfd_500m"], tmp_path / "models", mirror=mirror, download=False)
+    message = str(err.value)
+    assert "scrfd_500m.onnx" in message and MODELS["scrfd_500m"][0].sha256 in message
+    assert not (tmp_path / "models" / "scrfd_500m" / "det.onnx").exists()
+
+
+def test_wrong_file_in_place_is_replaced(tmp_path):
+    dest = tmp_path / "pfld106" / "landmarks.onnx"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"not a model")
+    materialise(["pfld106"], tmp_path, mirror=MIRROR, download=False)
+    assert sha256_of(dest) == MODELS["pfld106"][0].sha256
+
+
+def test_unknown_and_missing_models_name_the_problem(tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        materialise(["nope"], tmp_path, mirror=MIRROR, download=False)
+    with pytest.raises(ModelError, match="buffalo_l.*det"):
+        model_file("buffalo_l", "det", tmp_path)
+    with pytest.raises(ModelError, match="det_10g.onnx"):
+        materialise(["buffalo_l"], tmp_path, mirror=MIRROR, download=False)
+
+
+def test_buffalo_l_user_folder_is_checked_by_sha256(tmp_path):
+    """A user's ~/.insightface/models/buffalo_l/ pack is searched, and a file with the wrong hash refused."""
+    fake_home = tmp_path / "home"
+    pack = fake_home / ".insightface" / "models" / "buffalo_l"
+    pack.mkdir(parents=True)
+    (pack / "det_10g.onnx").write_bytes(b"wrong bytes")
+    env_home = {"HOME": str(fake_home)}
+    code = ("from affect.models import materialise, ModelError\n"
+            "try:\n    materialise(['buffalo_l'], 'out', mirror=None, download=False)\n"
+            "except ModelError as e:\n    print('ERR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env_home, "PATH": "/usr/bin"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("ERR") and "5838f7fe" in out
+
+
+def test_models_stage_writes_data_models(tmp_path):
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    (tmp_path / "params.yaml").write_text(
+        f"models:\n  mirror: {MIRROR}\n  names: [scrfd_500m]\n")
+    subprocess.run([sys.executable, "-m", "stages.models"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    assert sha256_of(tmp_path / "data/models/scrfd_500m/det.onnx") == MODELS["scrfd_500m"][0].sha256
