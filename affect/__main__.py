@@ -1,0 +1,71 @@
+"""Command line: `python -m affect predict VIDEO [VIDEO ...] --checkpoint data/train/teacher.pt --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="affect",
+                                     description="Facial affect analysis (multi-task Mean Teacher over TSAV).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict", help="predict valence/arousal, expression and AUs for every frame of new videos (no DVC needed)",
+        description="Runs the pipeline's own preprocessing (split, align, landmarks, masks, mel) in-process on each "
+                    "video, then the model, and writes ABAW2 prediction files OUT/{VA,EXPR,AU}/<track>.txt and a "
+                    "timeline picture OUT/timeline/<track>.png per track (<video> or <video>_left/_right).")
+    predict.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    predict.add_argument("--checkpoint", type=Path, default=Path("data/train/teacher.pt"),
+                         help="model saved by the train stage (default: %(default)s)")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--params", type=Path, default=Path("params.yaml"),
+                         help="parameters of the preprocessing, as in the pipeline (default: %(default)s)")
+    predict.add_argument("--models-dir", type=Path, default=Path("data/models"),
+                         help="folder of the face models, as written by the models stage (default: %(default)s)")
+    people = predict.add_mutually_exclusive_group()
+    people.add_argument("--two-person", dest="two_person", action="store_true", default=None,
+                        help="the video shows two people: predict <video>_left and <video>_right")
+    people.add_argument("--one-person", dest="two_person", action="store_false",
+                        help="the video shows one person (default: decided from the faces found in sampled frames)")
+    predict.add_argument("--allow-silence", action="store_true",
+                         help="predict a video without an audio track, feeding the audio stream silence")
+    predict.add_argument("--batch-size", type=int, default=16)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from affect.predict import PredictError, predict_video
+
+    if not args.checkpoint.is_file():
+        print(f"error: checkpoint {args.checkpoint} not found (train one with `dvc repro train`, or pass "
+              f"--checkpoint)", file=sys.stderr)
+        return 2
+    if not args.params.is_file():
+        print(f"error: parameters {args.params} not found (run from the project folder, or pass --params: the "
+              f"preprocessing must match the one the model was trained with)", file=sys.stderr)
+        return 2
+    params = yaml.safe_load(args.params.read_text())
+    failed = 0
+    for video in args.videos:
+        try:
+            written = predict_video(video, args.checkpoint, args.out, params=params, models_dir=args.models_dir,
+                                    two_person=args.two_person, allow_silence=args.allow_silence,
+                                    batch_size=args.batch_size)
+        except PredictError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        for path in written:
+            print(path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

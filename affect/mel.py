@@ -1,0 +1,131 @@
+"""Mel spectrograms of the videos' audio, in dB, one row per video (schema MEL).
+
+TSAV's audio front end (method.md section 3): mono waveform scaled to [-1, 1], torchaudio
+`MelSpectrogram` (Hann window, power 2) and `AmplitudeToDB("power", top_db)`. The dB values are stored
+as they are; the loader normalises them with `audio.mean` / `audio.std`. `center=True` pads the
+waveform by n_fft / 2 on both sides, so column c is centred on sample c * hop_length, i.e. at time
+c * hop_s: a frame at time t maps to column round(t / hop_s).
+
+The floor: `AmplitudeToDB` clamps powers below 1e-10 (-100 dB) and then everything below the
+recording's peak minus `top_db`. A silent (all-zero) waveform therefore gives SILENCE_DB everywhere,
+and zero samples appended to a recording give `floor_db(mel, top_db)`. The loader pads with that
+value where the audio ends before the video, and uses SILENCE_DB for videos without audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import torch
+import torchaudio
+from tqdm import tqdm
+
+from affect.schema import MEL
+from affect.shards import atomic_path, read_arrow
+
+log = logging.getLogger(__name__)
+
+AMIN = 1e-10
+SILENCE_DB = 10.0 * float(np.log10(AMIN))  # -100 dB: what AmplitudeToDB gives for a zero waveform
+
+
+class MelError(ValueError):
+    """A WAV file that cannot be turned into a mel spectrogram."""
+
+
+def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Mono 16-bit PCM WAV as float32 in [-1, 1]; MelError if it is not mono s16 at `sample_rate`."""
+    path = Path(path)
+    try:
+        with wave.open(str(path), "rb") as f:
+            channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+            data = f.readframes(n)
+    except (OSError, EOFError, wave.Error) as e:
+        raise MelError(f"{path}: not a readable WAV file ({e})") from None
+    if channels != 1 or width != 2 or rate != sample_rate:
+        raise MelError(f"{path}: expected mono 16-bit PCM at {sample_rate} Hz, got {channels} channel(s), "
+                       f"{8 * width}-bit, {rate} Hz (rerun the split stage with audio.sample_rate={sample_rate})")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def hop_seconds(params: dict) -> float:
+    """Seconds between mel columns."""
+    return params["hop_length"] / params["sample_rate"]
+
+
+def mel_spectrogram(wav: str | os.PathLike | np.ndarray | torch.Tensor, params: dict) -> np.ndarray:
+    """(n_mels, n_cols) float32 dB spectrogram of a WAV file or a mono waveform in [-1, 1].
+
+    `params` is the `audio` group: sample_rate, n_fft, win_length, hop_length, n_mels, top_db.
+    n_cols = n_samples // hop_length + 1; column c is centred at c * hop_length / sample_rate seconds.
+    """
+    if isinstance(wav, (str, os.PathLike)):
+        wav = read_wav(wav, params["sample_rate"])
+    waveform = torch.as_tensor(np.asarray(wav, dtype=np.float32)).reshape(1, -1)
+    if waveform.shape[1] <= params["n_fft"] // 2:
+        waveform = torch.nn.functional.pad(waveform, (0, params["n_fft"] // 2 + 1 - waveform.shape[1]))
+    transform = torch.nn.Sequential(
+        torchaudio.transforms.MelSpectrogram(
+            sample_rate=params["sample_rate"], n_fft=params["n_fft"], win_length=params["win_length"],
+            hop_length=params["hop_length"], n_mels=params["n_mels"], window_fn=torch.hann_window,
+            power=2.0, center=True),
+        torchaudio.transforms.AmplitudeToDB("power", top_db=params["top_db"]),
+    )
+    with torch.no_grad():
+        return transform(waveform)[0].numpy().astype(np.float32, copy=False)
+
+
+def floor_db(mel: np.ndarray, top_db: float) -> float:
+    """The dB value zero samples get in a spectrogram with this peak: max(-100, peak - top_db)."""
+    if mel.size == 0:
+        return SILENCE_DB
+    return max(SILENCE_DB, float(mel.max()) - top_db)
+
+
+def mel_row(video: str, mel: np.ndarray | None, hop_s: float, n_mels: int) -> pa.RecordBatch:
+    """One MEL row; `mel` None for a video without audio."""
+    values = np.zeros(0, np.float32) if mel is None else np.ascontiguousarray(mel, np.float32).ravel()
+    column = pa.ListArray.from_arrays(pa.array([0, values.size], pa.int32()), pa.array(values, pa.float32()))
+    return pa.RecordBatch.from_arrays([
+        pa.array([video], pa.string()),
+        pa.array([mel is not None], pa.bool_()),
+        pa.array([hop_s], pa.float64()),
+        pa.array([n_mels], pa.int32()),
+        pa.array([0 if mel is None else mel.shape[1]], pa.int32()),
+        column,
+    ], schema=MEL)
+
+
+def mel_part(split_dir: str | os.PathLike, out_path: str | os.PathLike, params: dict) -> dict[str, int]:
+    """Spectrogram of every video of one part (`split_dir/audio.arrow` + `audio/*.wav`) -> `out_path`.
+
+    Written one record batch per video (memory stays one video's worth), atomically. Returns counts:
+    videos, with_audio, without_audio.
+    """
+    split_dir = Path(split_dir)
+    audio = read_arrow(split_dir / "audio.arrow").sort_by("video").to_pylist()
+    hop_s = hop_seconds(params)
+    torch.set_num_threads(1)
+    counts = {"videos": len(audio), "with_audio": 0, "without_audio": 0}
+    with atomic_path(out_path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, MEL) as writer:
+            for row in tqdm(audio, desc=f"mel {split_dir.name}", unit="video"):
+                if not row["has_audio"]:
+                    log.info("%s: no audio track, stored without a spectrogram (the loader feeds silence)",
+                             row["video"])
+                    counts["without_audio"] += 1
+                    writer.write_batch(mel_row(row["video"], None, hop_s, params["n_mels"]))
+                    continue
+                if row["sample_rate"] != params["sample_rate"]:
+                    raise MelError(f"{split_dir / 'audio.arrow'}: {row['video']} has sample_rate "
+                                   f"{row['sample_rate']}, params audio.sample_rate is {params['sample_rate']}")
+                mel = mel_spectrogram(split_dir / "audio" / row["wav"], params)
+                counts["with_audio"] += 1
+                writer.write_batch(mel_row(row["video"], mel, hop_s, params["n_mels"]))
+    return counts

@@ -1,0 +1,142 @@
+"""The train / validation split of the labelled frames, and each task's pool of unlabelled training frames.
+
+A row (track, frame, task, side) says that the frame's label for the task is on the `train` or `val`
+side, or, with side `unlabelled`, that the frame has no label for the task and lies on the training
+side, so the Mean Teacher may use it as unlabelled data for that task. Modes (method.md section 5):
+
+- `random_frames` (the paper): each task's labelled frames are split at random, `ratio` of them to
+  train. A frame may be train for one task and val for another. Held out (never unlabelled data):
+  every frame on the val side of any task.
+- `by_video` (default): the videos with at least one labelled frame are shuffled and the first
+  round(ratio * n) of them (at least one on each side when n >= 2) go to train; all their tracks
+  and frames follow, so neighbouring frames and the two people of one video never straddle the split.
+  Videos without any label are training side. Held out: every frame of a val video.
+- `official`: a track's labels for a task are train in Train_Set, val in Validation_Set. Held out:
+  every frame of a video that has a track in Validation_Set for any task.
+
+The training side is everything that is not held out. Rows are ordered by task (va, expr, au), then
+track and frame; the same labels, mode, ratio and seed give the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from affect.schema import AUS, PARTITION, TASKS
+from affect.shards import atomic_path
+
+log = logging.getLogger(__name__)
+
+MODES = ("random_frames", "by_video", "official")
+SIDES = ("train", "val", "unlabelled")
+SETS = {"Train_Set": 0, "Validation_Set": 1}
+
+
+def video_of(track: str) -> str:
+    """The video of a track: its name less a `_left` / `_right` suffix."""
+    for suffix in ("_left", "_right"):
+        if track.endswith(suffix):
+            return track[: -len(suffix)]
+    return track
+
+
+def labelled(labels: pa.Table, task: str) -> np.ndarray:
+    """Boolean mask of the LABELS rows labelled for `task`."""
+    if task == "va":
+        valence = labels.column("valence").to_numpy()
+        arousal = labels.column("arousal").to_numpy()
+        return ~np.isnan(valence) & ~np.isnan(arousal)
+    if task == "expr":
+        return labels.column("expr").to_numpy() >= 0
+    au = pc.list_flatten(labels.column("au")).to_numpy().reshape(labels.num_rows, len(AUS))
+    return (au >= 0).all(axis=1)
+
+
+def partition(labels: pa.Table, mode: str = "by_video", ratio: float = 0.8, seed: int = 0,
+              videos: dict[str, str] | None = None) -> pa.Table:
+    """PARTITION rows for `labels` (schema LABELS); `videos` maps track -> video (default: `video_of`)."""
+    if mode not in MODES:
+        raise ValueError(f"partition mode {mode!r}: expected one of {', '.join(MODES)}")
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"partition ratio {ratio}: expected a training share strictly between 0 and 1")
+    labels = labels.sort_by([("track", "ascending"), ("frame", "ascending")])
+    tracks, track_id = np.unique(labels.column("track").to_numpy(zero_copy_only=False), return_inverse=True)
+    video_names = [videos.get(t, video_of(t)) if videos else video_of(t) for t in tracks]
+    uniq_videos, track_video = np.unique(np.asarray(video_names, dtype=object), return_inverse=True)
+    row_video = track_video[track_id]
+    is_labelled = {task: labelled(labels, task) for task in TASKS}
+    side = {task: np.full(labels.num_rows, -1, np.int8) for task in TASKS}
+
+    if mode == "random_frames":
+        for k, task in enumerate(TASKS):
+            rows = np.flatnonzero(is_labelled[task])
+            order = np.random.default_rng([seed, k]).permutation(rows.size)
+            n_train = int(round(ratio * rows.size))
+            side[task][rows[order[:n_train]]] = 0
+            side[task][rows[order[n_train:]]] = 1
+        held_out = np.zeros(labels.num_rows, bool)
+        for task in TASKS:
+            held_out |= side[task] == 1
+    elif mode == "by_video":
+        any_label = np.zeros(labels.num_rows, bool)
+        for task in TASKS:
+            any_label |= is_labelled[task]
+        candidates = np.unique(row_video[any_label])
+        order = np.random.default_rng(seed).permutation(candidates.size)
+        n_train = int(round(ratio * candidates.size))
+        if candidates.size >= 2:
+            n_train = min(max(n_train, 1), candidates.size - 1)
+        val_video = np.zeros(uniq_videos.size, bool)
+        val_video[candidates[order[n_train:]]] = True
+        held_out = val_video[row_video]
+        for task in TASKS:
+            side[task][is_labelled[task]] = held_out[is_labelled[task]].astype(np.int8)
+    else:
+        val_video = np.zeros(uniq_videos.size, bool)
+        for task in TASKS:
+            sets = labels.column(f"{task}_set")
+            code = np.full(labels.num_rows, -1, np.int8)
+            for name, value in SETS.items():
+                code[pc.equal(sets, name).to_numpy(zero_copy_only=False)] = value
+            unknown = is_labelled[task] & (code < 0)
+            if unknown.any():
+                row = int(np.flatnonzero(unknown)[0])
+                raise ValueError(f"official partition: {task} labels of {tracks[track_id[row]]} have set "
+                                 f"{sets[row].as_py()!r}, expected Train_Set or Validation_Set")
+            side[task][is_labelled[task]] = code[is_labelled[task]]
+            val_video[row_video[code == 1]] = True
+        held_out = val_video[row_video]
+
+    parts = []
+    for task in TASKS:
+        side[task][~is_labelled[task] & ~held_out] = 2
+        rows = np.flatnonzero(side[task] >= 0)
+        codes = pa.array(side[task][rows])
+        parts.append(pa.Table.from_arrays([
+            labels.column("track").take(rows),
+            labels.column("frame").take(rows),
+            pa.array(np.full(rows.size, task, object), pa.string()),
+            pa.DictionaryArray.from_arrays(codes, pa.array(SIDES)).cast(pa.string()),
+        ], schema=PARTITION))
+    return pa.concat_tables(parts).combine_chunks()
+
+
+def partition_counts(table: pa.Table) -> dict[str, dict[str, int]]:
+    """Rows per task and side: {task: {train, val, unlabelled}}."""
+    counts = {task: {s: 0 for s in SIDES} for task in TASKS}
+    grouped = table.group_by(["task", "side"]).aggregate([([], "count_all")])
+    for task, side, n in zip(*(grouped.column(c).to_pylist() for c in ("task", "side", "count_all"))):
+        counts[task][side] = n
+    return counts
+
+
+def write_counts(counts: dict, path: str | os.PathLike) -> None:
+    """Counts as a JSON metrics file (sorted keys, atomic)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,144 @@
+"""The evaluate step on a real preprocessed video, hand-made labels and partition, and tiny untrained models."""
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import yaml
+
+from affect.annotations import read_annotation
+from affect.evaluate import evaluate
+from affect.metrics import expr_criterion, va_criterion
+from affect.model import TSAV, save_model
+from affect.predict import preprocess
+from affect.schema import AUS, LABELS, PARTITION
+from affect.shards import write_parquet
+from affect.video import probe
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 50  # frames of the 2 s test video
+VA_VAL, VA_TRAIN, EXPR_VAL = range(0, 20), range(30, 40), range(10, 30)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, media, models_dir) -> dict:
+    """data/interim of one real video (the pipeline's preprocessing), labels, partition, two tiny checkpoints."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    video = folder / "speaker.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media / "grid_lwbsza_h264.mp4"), "-t", "2", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-c:a", "aac", str(video)], check=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    preprocess(video, [("speaker", "main")], probe(video), params, models_dir, folder / "interim")
+
+    rng = np.random.default_rng(0)
+    va = np.full((N, 2), np.nan, np.float32)
+    va[:40] = rng.uniform(-1, 1, (40, 2))
+    expr = np.full(N, -1, np.int8)
+    expr[10:50] = rng.integers(0, 7, 40)
+    labels = pa.table({"track": ["speaker"] * N, "frame": np.arange(N, dtype=np.int32), "valence": va[:, 0],
+                       "arousal": va[:, 1], "expr": expr, "au": [[-1] * len(AUS)] * N,
+                       "va_set": ["Train_Set"] * N, "expr_set": ["Train_Set"] * N, "au_set": [""] * N}, LABELS)
+    rows = ([("va", f, "val") for f in VA_VAL] + [("va", f, "train") for f in VA_TRAIN]
+            + [("expr", f, "val") for f in EXPR_VAL])
+    partition = pa.table({"track": ["speaker"] * len(rows), "frame": [f for _, f, _ in rows],
+                          "task": [t for t, _, _ in rows], "side": [s for _, _, s in rows]}, PARTITION)
+    write_parquet(labels, folder / "labels.parquet")
+    write_parquet(partition, folder / "partition.parquet")
+    models = {}
+    for seed, name in enumerate(("teacher", "student")):
+        torch.manual_seed(seed)
+        models[name] = folder / f"{name}.pt"
+        save_model(TSAV(width=0.125), models[name])
+    return {"folder": folder, "params": params, "models": models, "va": va, "expr": expr}
+
+
+def run(project: dict, out: Path) -> dict:
+    f, params = project["folder"], project["params"]
+    return evaluate(project["models"], f / "interim", f / "labels.parquet", f / "partition.parquet", out,
+                    clip=params["clip"], audio=params["audio"], batch_size=16, timeline_tracks=1)
+
+
+def test_evaluate_writes_metrics_plots_and_prediction_files(project, tmp_path):
+    out = tmp_path / "evaluate"
+    metrics = run(project, out)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert set(metrics) == {"teacher", "student"}
+    for model in metrics.values():
+        assert set(model) == {"va", "expr"}  # no AU label on the validation side: absent, not 0
+        assert model["va"]["frames"] == len(VA_VAL) and model["expr"]["frames"] == len(EXPR_VAL)
+
+    # prediction files: every frame, only the tasks the track is validated on
+    assert not (out / "predictions" / "AU").exists()
+    va_file = read_annotation(out / "predictions" / "VA" / "speaker.txt", "va")
+    expr_file = read_annotation(out / "predictions" / "EXPR" / "speaker.txt", "expr")
+    assert len(va_file.values) == len(expr_file.values) == N
+    # the teacher's files line up with the frames: scoring them on the validation frames gives its metrics
+    va_val, expr_val = list(VA_VAL), list(EXPR_VAL)
+    assert va_criterion(project["va"][va_val], va_file.values[va_val])["criterion"] == pytest.approx(
+        metrics["teacher"]["va"]["criterion"], abs=1e-6)
+    assert expr_criterion(project["expr"][expr_val], expr_file.values[expr_val])["criterion"] == pytest.approx(
+        metrics["teacher"]["expr"]["criterion"])
+
+    plots = out / "plots" / "teacher"
+    with open(plots / "expr_confusion.csv") as f:
+        confusion = list(csv.DictReader(f))
+    assert len(confusion) == len(EXPR_VAL) and set(confusion[0]) == {"actual", "predicted"}
+    with open(plots / "valence.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(VA_VAL)
+    assert (plots / "au_f1.csv").read_text() == "au,f1\n"  # AU absent: the plot file exists, with no row
+    assert (plots / "va_histogram.png").stat().st_size > 0
+    assert (out / "plots" / "timeline" / "speaker.png").stat().st_size > 0
+
+    again = tmp_path / "again"
+    run(project, again)
+    for path in ["metrics.json", "predictions/VA/speaker.txt", "predictions/EXPR/speaker.txt",
+                 "plots/teacher/expr_confusion.csv", "plots/timeline/speaker.png"]:
+        assert (out / path).read_bytes() == (again / path).read_bytes(), f"{path} differs between two runs"
+
+
+@pytest.mark.slow
+def test_evaluate_stage_and_predict_agree(demo_pipeline, tmp_path):
+    """The evaluate stage's outputs in the real DVC run, and `affect predict` on one of its validation videos
+    giving the same predictions as the stage's files (the same preprocessing code, the same model)."""
+    import pyarrow.parquet as pq
+
+    from affect.__main__ import main
+
+    project = demo_pipeline
+    metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
+    assert set(metrics) == {"teacher", "student"}
+    for tasks in metrics.values():
+        assert tasks and set(tasks) <= {"va", "expr", "au"}
+        for result in tasks.values():
+            assert -1 <= result["criterion"] <= 1 and result["frames"] > 0
+    tracks = {r["track"]: r for r in pq.read_table(project / "data/interim/index/tracks.parquet").to_pylist()}
+    files = sorted((project / "data/evaluate/predictions").glob("*/*.txt"))
+    assert files
+    for path in files:
+        assert len(path.read_text().splitlines()) == tracks[path.stem]["n_frames"] + 1, path
+
+    track = files[0].stem
+    person = tracks[track]["person"]
+    videos = {r["video"]: r for r in pq.read_table(project / "data/interim/index/videos.parquet").to_pylist()}
+    video = videos[tracks[track]["video"]]
+    out = tmp_path / "out"
+    args = ["predict", str(project / video["path"]), "--checkpoint", str(project / "data/train/teacher.pt"),
+            "--out", str(out), "--params", str(project / "params.yaml"), "--models-dir", str(project / "data/models"),
+            "--batch-size", str(yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["batch_size"]),
+            "--one-person" if person == "main" else "--two-person"]
+    assert main(args + ([] if video["has_audio"] else ["--allow-silence"])) == 0
+    for path in files:
+        if path.stem != track:
+            continue
+        task = {"VA": "va", "EXPR": "expr", "AU": "au"}[path.parent.name]
+        stage = read_annotation(path, task).values
+        mine = read_annotation(out / path.parent.name / path.name, task).values
+        if task == "va":
+            np.testing.assert_allclose(mine, stage, atol=1e-4)
+        else:
+            assert np.mean(mine == stage) >= 0.99, f"{path.name} ({task}): predict and evaluate disagree"
