@@ -1,0 +1,200 @@
+"""Detect, track and align the faces of one video into FACES rows: one per (track, frame), 112x112 JPEG crops.
+
+Frames stream from an ffmpeg pipe (`affect.video.iter_frames`), one at a time: detection runs once per frame
+and serves every track of the video. A frame the decoder did not deliver (truncated file) is a row with
+found False and reason `truncated`; a frame without the track's face has reason `no_face`, `lost` or
+`other_side` (see `affect.track`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from insightface.utils import face_align
+from skimage.transform import SimilarityTransform
+
+from affect.detect import FaceDetector
+from affect.parallel import ordered_map
+from affect.schema import CROP_SIZE, FACES
+from affect.shards import ShardWriter, atomic_path, read_arrow
+from affect.track import MainTracker, PairTracker
+from affect.video import VideoError, iter_frames
+
+log = logging.getLogger(__name__)
+
+# 5-point templates (eye centres, nose tip, mouth corners) for a 112x112 crop, from insightface.utils.face_align.
+TEMPLATES = {"arcface": face_align.arcface_dst}
+
+
+def align_matrix(kps: np.ndarray, size: int = CROP_SIZE, template: str = "arcface") -> np.ndarray:
+    """(2, 3) similarity transform taking the 5 keypoints onto the template scaled to a `size` crop."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
+    dst = TEMPLATES[template] * (size / CROP_SIZE)
+    return SimilarityTransform.from_estimate(np.asarray(kps, np.float64).reshape(5, 2), dst).params[:2]
+
+
+def align_face(image_rgb: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE, template: str = "arcface") -> np.ndarray:
+    """The face warped so its 5 keypoints sit on the template: (size, size, 3) uint8, black outside the frame."""
+    return cv2.warpAffine(image_rgb, align_matrix(kps, size, template), (size, size), borderValue=0.0)
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of an RGB image (deterministic for the same pixels and quality)."""
+    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """RGB uint8 image from JPEG (or PNG) bytes."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def align_video(video_path: str | os.PathLike, pts: np.ndarray, tracks: list[tuple[str, str]],
+                detector: FaceDetector, jpeg_quality: int = 95, crop_size: int = CROP_SIZE,
+                template: str = "arcface", reacquire_s: float = 0.5, video: str | None = None) -> pa.Table:
+    """FACES rows of every track (track, person) of one video, by track then frame; one row per entry of `pts`.
+
+    Raises VideoError when no frame decodes at all.
+    """
+    video_path = Path(video_path)
+    video = video or video_path.stem
+    tracks = sorted(tracks)
+    unknown = sorted({person for _, person in tracks} - {"main", "left", "right"})
+    if unknown:
+        raise ValueError(f"{video_path}: unknown person(s) {unknown}; expected main, left or right")
+    n = len(pts)
+    found = np.zeros((len(tracks), n), bool)
+    reason = np.full((len(tracks), n), "truncated", object)
+    score = np.zeros((len(tracks), n), np.float32)
+    box = np.zeros((len(tracks), n, 4), np.float32)
+    kps = np.zeros((len(tracks), n, 10), np.float32)
+    crop = np.full((len(tracks), n), b"", object)
+    main = MainTracker(reacquire_s)
+    pair = PairTracker()
+    decoded = 0
+    for frame, image in enumerate(iter_frames(video_path)):
+        if frame >= n:
+            log.warning("%s: decodes more frames than the frame table's %d; extra frames ignored", video_path, n)
+            break
+        decoded += 1
+        boxes, points = detector.detect(image)
+        width = image.shape[1]
+        picks = {"main": main.update(boxes, float(pts[frame]))}
+        if any(person != "main" for _, person in tracks):
+            picks["left"], picks["right"] = pair.update(boxes, width)
+        for t, (_, person) in enumerate(tracks):
+            index, why = picks[person]
+            reason[t, frame] = why
+            if index is None:
+                continue
+            found[t, frame] = True
+            score[t, frame] = boxes[index, 4]
+            box[t, frame] = boxes[index, :4]
+            kps[t, frame] = points[index].reshape(-1)
+            crop[t, frame] = encode_jpeg(align_face(image, points[index], crop_size, template), jpeg_quality)
+    if n and decoded == 0:
+        raise VideoError(f"{video_path}: no frame decodes")
+    if decoded < n:
+        log.warning("%s: truncated, %d of %d frames lost (tracks %s flagged with reason 'truncated')",
+                    video_path, n - decoded, n, ", ".join(t for t, _ in tracks))
+    rows = len(tracks) * n
+    return pa.table({
+        "track": pa.array([t for t, _ in tracks for _ in range(n)], pa.string()),
+        "video": pa.array([video] * rows, pa.string()),
+        "frame": pa.array(np.tile(np.arange(n, dtype=np.int32), len(tracks)), pa.int32()),
+        "pts": pa.array(np.tile(np.asarray(pts, np.float64), len(tracks)), pa.float64()),
+        "found": pa.array(found.reshape(-1), pa.bool_()),
+        "reason": pa.array(reason.reshape(-1).tolist(), pa.string()),
+        "score": pa.array(score.reshape(-1), pa.float32()),
+        "box": pa.FixedSizeListArray.from_arrays(pa.array(box.reshape(-1), pa.float32()), 4),
+        "kps": pa.FixedSizeListArray.from_arrays(pa.array(kps.reshape(-1), pa.float32()), 10),
+        "crop": pa.array(crop.reshape(-1).tolist(), pa.binary()),
+    }, schema=FACES)
+
+
+_worker: dict = {}
+
+
+def _init_worker(detector_path: str, det_size: int, threshold: float, options: dict) -> None:
+    _worker["detector"] = FaceDetector(detector_path, det_size, threshold, threads=1)
+    _worker["options"] = options
+
+
+def _align_one(job: tuple[str, str, np.ndarray, list[tuple[str, str]]]) -> tuple[pa.Table | None, str]:
+    video, path, pts, tracks = job
+    try:
+        return align_video(path, pts, tracks, _worker["detector"], video=video, **_worker["options"]), ""
+    except (VideoError, OSError) as err:
+        return None, str(err)
+
+
+def video_path(path: str, root: str | os.PathLike) -> Path:
+    """A part file's video path: as given when it exists, else relative to the dataset root."""
+    return Path(path) if Path(path).exists() else Path(root) / path
+
+
+def align_part(part_json: str | os.PathLike, frames_path: str | os.PathLike, detector_path: str | os.PathLike,
+               out_dir: str | os.PathLike, root: str | os.PathLike = ".", det_size: int = 640,
+               threshold: float = 0.5, template: str = "arcface", crop_size: int = CROP_SIZE,
+               jpeg_quality: int = 95, reacquire_s: float = 0.5, shard_rows: int = 4096,
+               on_error: str = "fail", jobs: int = 0) -> dict:
+    """FACES shards of one part's videos into `out_dir` (+ `report.json`); returns the report.
+
+    The report gives, per track, the frames and the count of each reason a face is missing (`truncated`
+    counts the frames a truncated file lost), and the videos skipped with why.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be fail or skip, not {on_error!r}")
+    part = json.loads(Path(part_json).read_text())
+    frames = read_arrow(frames_path)
+    jobs_list, skipped = [], []
+    # rows go by track name: videos in the order of their first track
+    for entry in sorted(part["videos"], key=lambda v: min([t["track"] for t in v["tracks"]] or [v["video"]])):
+        if not entry["tracks"]:
+            skipped.append({"video": entry["video"], "why": "no tracks"})
+            continue
+        pts = frames.filter(pc.equal(frames.column("video"), entry["video"]))
+        pts = pts.sort_by("frame").column("pts").to_numpy()
+        if len(pts) == 0:
+            skipped.append({"video": entry["video"], "why": f"no frames in {frames_path}"})
+            continue
+        tracks = [(t["track"], t["person"]) for t in entry["tracks"]]
+        jobs_list.append((entry["video"], str(video_path(entry["path"], root)), pts, tracks))
+    options = {"jpeg_quality": jpeg_quality, "crop_size": crop_size, "template": template, "reacquire_s": reacquire_s}
+    report: dict = {"tracks": {}, "skipped": skipped}
+    with ShardWriter(out_dir, FACES, shard_rows) as writer:
+        results = ordered_map(_align_one, jobs_list, jobs, _init_worker,
+                              (str(detector_path), det_size, threshold, options), "align")
+        for (table, error), (video, path, _, _) in zip(results, jobs_list):
+            if table is None:
+                if on_error == "fail":
+                    raise VideoError(f"{error} (set align.on_error: skip to skip it)")
+                skipped.append({"video": video, "why": error})
+                continue
+            writer.write(table)
+            for track in sorted(set(table.column("track").to_pylist())):
+                rows = table.filter(pc.equal(table.column("track"), track))
+                reasons = Counter(r for r in rows.column("reason").to_pylist() if r)
+                report["tracks"][track] = {"frames": rows.num_rows,
+                                           "found": int(pc.sum(rows.column("found")).as_py() or 0),
+                                           **dict(sorted(reasons.items()))}
+    for item in skipped:
+        log.warning("skipped %s: %s", item["video"], item["why"])
+    for track, counts in report["tracks"].items():
+        if counts["found"] < counts["frames"]:
+            log.info("%s: face in %d of %d frames (%s)", track, counts["found"], counts["frames"],
+                     ", ".join(f"{k} {v}" for k, v in counts.items() if k not in ("frames", "found")))
+    with atomic_path(Path(out_dir) / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return report

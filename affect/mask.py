@@ -1,0 +1,103 @@
+"""Face masks rendered from 106 landmarks: `regions` (the paper: filled face parts) or `tsav_lines` (TSAV).
+
+Face parts are a table of point indices per landmark scheme, so another scheme needs only a new entry of
+FACE_PARTS. `left` / `right` mean left / right in the image. Polygons list their points in drawing order.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from affect.parallel import map_shards, no_setup
+from affect.schema import CROP_SIZE, MASKS, N_LANDMARKS
+
+# PFLD-106 and InsightFace 2d106det share this numbering (checked by plotting numbered points on a face).
+FACE_PARTS: dict[str, dict[str, list[int]]] = {
+    "pfld106": {
+        "face_contour": [1, 9, 10, 11, 12, 13, 14, 15, 16, 2, 3, 4, 5, 6, 7, 8, 0,
+                         24, 23, 22, 21, 20, 19, 18, 32, 31, 30, 29, 28, 27, 26, 25, 17],  # temple to temple
+        "left_brow": [43, 48, 49, 51, 50, 46, 47, 45, 44],       # outline, upper edge first (outer to inner)
+        "right_brow": [102, 103, 104, 105, 101, 100, 99, 98, 97],  # outline, upper edge first (inner to outer)
+        "left_brow_line": [43, 48, 49, 51, 50],                  # upper edge, as the 68-point brow
+        "right_brow_line": [102, 103, 104, 105, 101],
+        "left_eye": [35, 41, 40, 42, 39, 37, 33, 36],
+        "right_eye": [89, 95, 94, 96, 93, 91, 87, 90],
+        "nose": [72, 81, 82, 83, 84, 85, 80, 79, 78, 77, 76, 75],  # root, wings, base
+        "nose_bridge": [72, 73, 74, 86],
+        "lips": [52, 64, 63, 71, 67, 68, 61, 58, 59, 53, 56, 55],  # outer lip line
+        "inner_mouth": [65, 66, 62, 70, 69, 57, 60, 54],           # inner lip line
+    },
+}
+FACE_PARTS["2d106det"] = FACE_PARTS["pfld106"]
+
+# regions: filled polygons, drawn in this order (later parts over earlier ones); "face" is the convex hull of
+# the contour and the brows.
+REGIONS = [("face", 40), ("nose", 80), ("left_brow", 110), ("right_brow", 130), ("left_eye", 160),
+           ("right_eye", 180), ("lips", 215), ("inner_mouth", 255)]
+# tsav_lines: TSAV's 1-pixel polylines (part, grey level, closed), method.md section 3.
+TSAV_LINES = [("face_contour", 31, False), ("nose_bridge", 63, False), ("right_eye", 127, True),
+              ("left_eye", 159, True), ("right_brow_line", 191, False), ("left_brow_line", 223, False),
+              ("lips", 255, True)]
+STYLES = ("regions", "tsav_lines")
+SHIFT = 4  # sub-pixel bits for cv2 drawing
+
+
+def _points(landmarks: np.ndarray, indices: list[int]) -> np.ndarray:
+    return np.round(landmarks[indices] * (1 << SHIFT)).astype(np.int32)
+
+
+def render_mask(landmarks: np.ndarray, style: str = "regions", scheme: str = "pfld106",
+                size: int = CROP_SIZE) -> np.ndarray:
+    """(size, size) uint8 mask of one face's landmarks (crop pixels); black background."""
+    if style not in STYLES:
+        raise ValueError(f"unknown mask style {style!r}; known: {', '.join(STYLES)}")
+    if scheme not in FACE_PARTS:
+        raise ValueError(f"unknown landmark scheme {scheme!r}; known: {', '.join(FACE_PARTS)}")
+    parts = FACE_PARTS[scheme]
+    landmarks = np.asarray(landmarks, np.float64).reshape(-1, 2)
+    mask = np.zeros((size, size), np.uint8)
+    if style == "regions":
+        for part, level in REGIONS:
+            if part == "face":
+                outline = parts["face_contour"] + parts["left_brow"] + parts["right_brow"]
+                polygon = cv2.convexHull(_points(landmarks, outline))
+            else:
+                polygon = _points(landmarks, parts[part])
+            cv2.fillPoly(mask, [polygon], level, lineType=cv2.LINE_8, shift=SHIFT)
+    else:
+        for part, level, closed in TSAV_LINES:
+            cv2.polylines(mask, [_points(landmarks, parts[part])], closed, level, thickness=1,
+                          lineType=cv2.LINE_8, shift=SHIFT)
+    return mask
+
+
+def encode_png(mask: np.ndarray) -> bytes:
+    """PNG bytes of a grey image (deterministic)."""
+    ok, data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
+
+
+def masks_for_landmarks(landmarks: pa.Table, style: str = "regions", scheme: str = "pfld106",
+                        size: int = CROP_SIZE) -> pa.Table:
+    """MASKS rows, one per LANDMARKS row: PNG bytes, b"" where the landmarks are NaN (no face)."""
+    points = np.asarray(landmarks.column("landmarks").combine_chunks().flatten(), np.float32)
+    points = points.reshape(landmarks.num_rows, N_LANDMARKS, 2)
+    pngs = [b"" if np.isnan(p).any() else encode_png(render_mask(p, style, scheme, size)) for p in points]
+    return pa.table([landmarks.column("track"), landmarks.column("frame"), pa.array(pngs, pa.binary())],
+                    schema=MASKS)
+
+
+def masks_part(landmarks_dir: str | os.PathLike, out_dir: str | os.PathLike, style: str = "regions",
+               scheme: str = "pfld106", jobs: int = 0) -> list[Path]:
+    """MASKS shards for every landmarks shard of a part, same names, row for row."""
+    render_mask(np.zeros((N_LANDMARKS, 2)), style, scheme)  # fail early on a bad style or scheme
+    return map_shards(partial(masks_for_landmarks, style=style, scheme=scheme), landmarks_dir, out_dir, jobs,
+                      no_setup, (), "masks")

@@ -1,0 +1,97 @@
+"""Masks from real landmarks: both styles differ, are non-empty and sit where the landmarks are."""
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+
+from affect.align import align_part
+from affect.landmarks import LandmarkModel, landmarks_part
+from affect.mask import FACE_PARTS, REGIONS, TSAV_LINES, masks_part, render_mask
+from affect.schema import MASKS
+from affect.shards import read_arrow, read_shards, shard_paths
+from tests.test_align import make_part
+
+LEVEL = dict(REGIONS)
+
+
+@pytest.fixture(scope="module")
+def landmarks(media, models_dir):
+    crop = cv2.imread(str(media / "images" / "insightface_Tom_Hanks_54745.png"))[:, :, ::-1]
+    return LandmarkModel(models_dir / "pfld106" / "landmarks.onnx").predict(np.ascontiguousarray(crop))
+
+
+def at(mask: np.ndarray, point: np.ndarray) -> int:
+    return int(mask[int(round(point[1])), int(round(point[0]))])
+
+
+def test_both_styles_differ_and_are_not_empty(landmarks):
+    regions, lines = render_mask(landmarks, "regions"), render_mask(landmarks, "tsav_lines")
+    assert regions.shape == lines.shape == (112, 112) and regions.dtype == np.uint8
+    assert (regions > 0).mean() > 0.3 and 0.02 < (lines > 0).mean() < 0.2
+    assert not np.array_equal(regions, lines)
+    assert set(np.unique(lines)) == {0} | {level for _, level, _ in TSAV_LINES}
+    assert set(np.unique(regions)) == {0} | set(LEVEL.values())
+
+
+def test_regions_sit_where_the_landmarks_are(landmarks):
+    mask = render_mask(landmarks, "regions")
+    parts = FACE_PARTS["pfld106"]
+    assert at(mask, landmarks[parts["left_eye"]].mean(0)) == LEVEL["left_eye"]
+    assert at(mask, landmarks[parts["right_eye"]].mean(0)) == LEVEL["right_eye"]
+    assert at(mask, landmarks[74]) == LEVEL["nose"]  # on the bridge
+    assert at(mask, landmarks[parts["left_brow"]].mean(0)) == LEVEL["left_brow"]
+    lower_lip = landmarks[[53, 60]].mean(0)  # between the outer and inner lower lip lines
+    assert at(mask, lower_lip) == LEVEL["lips"]
+    assert at(mask, landmarks[12] * 0.8 + landmarks[74] * 0.2) == LEVEL["face"]  # the cheek
+    assert mask[0, 0] == mask[0, 111] == 0  # outside the face
+    # nothing is drawn far from the landmarks: every lit pixel is inside their convex hull (1 px slack)
+    hull = cv2.convexHull(landmarks.astype(np.float32))
+    lit = np.argwhere(mask > 0)[:, ::-1].astype(np.float32)
+    assert all(cv2.pointPolygonTest(hull, (float(x), float(y)), True) > -1.5 for x, y in lit)
+
+
+def test_tsav_lines_run_through_the_landmarks(landmarks):
+    mask = render_mask(landmarks, "tsav_lines")
+    lit = np.argwhere(mask > 0)[:, ::-1]
+    used = sorted({i for part, _, _ in TSAV_LINES for i in FACE_PARTS["pfld106"][part]})
+    distance = np.linalg.norm(lit[:, None, :] - landmarks[used][None], axis=2).min(1)
+    assert distance.max() < 12  # pixels lie on segments between neighbouring points
+    inside = [p for p in landmarks[used] if (p >= 1).all() and (p <= 110).all()]
+    near = [np.abs(lit - p).max(1).min() for p in inside]
+    assert len(inside) > 40 and max(near) <= 1.0  # every point of a drawn part is on (or next to) a line
+
+
+def test_bad_style_or_scheme_is_named(landmarks):
+    with pytest.raises(ValueError, match="blobs"):
+        render_mask(landmarks, "blobs")
+    with pytest.raises(ValueError, match="jd106"):
+        render_mask(landmarks, "regions", scheme="jd106")
+
+
+def test_stage_shards_line_up_row_for_row_in_both_styles(tmp_path, media, models_dir):
+    part_json, frames = make_part(tmp_path, [("grid_swiz3n", media / "grid_swiz3n.mpg", ["main"])])
+    align_part(part_json, frames, models_dir / "scrfd_500m" / "det.onnx", tmp_path / "faces", shard_rows=40, jobs=1)
+    landmarks_part(tmp_path / "faces", models_dir / "pfld106" / "landmarks.onnx", tmp_path / "landmarks", jobs=1)
+    masks_part(tmp_path / "landmarks", tmp_path / "regions", "regions", jobs=2)
+    masks_part(tmp_path / "landmarks", tmp_path / "lines", "tsav_lines", jobs=1)
+    names = [p.name for p in shard_paths(tmp_path / "faces")]
+    assert len(names) == 2
+    for style in ("regions", "lines"):
+        assert [p.name for p in shard_paths(tmp_path / style)] == names
+        for path in shard_paths(tmp_path / style):
+            with pa.memory_map(str(path)) as source:
+                table = ipc.open_file(source).read_all()
+            assert table.schema == MASKS
+            assert table.num_rows == read_arrow(tmp_path / "faces" / path.name).num_rows
+    regions, lines = read_shards(tmp_path / "regions"), read_shards(tmp_path / "lines")
+    found = read_shards(tmp_path / "faces").column("found").to_pylist()
+    for r, l, f in zip(regions.column("mask").to_pylist(), lines.column("mask").to_pylist(), found):
+        assert (r != b"") == f and (l != b"") == f
+        if f:
+            assert r != l
+            assert cv2.imdecode(np.frombuffer(r, np.uint8), cv2.IMREAD_UNCHANGED).shape == (112, 112)
+    again = tmp_path / "again"
+    masks_part(tmp_path / "landmarks", again, "regions", jobs=1)
+    assert [p.read_bytes() for p in shard_paths(again)] == [p.read_bytes() for p in shard_paths(tmp_path / "regions")]
