@@ -29,7 +29,8 @@ def ccc(x, y):
     dx, dy = x - mx, y - my
     cov = (dx * dy).mean()
     denominator = (dx * dx).mean() + (dy * dy).mean() + (mx - my) ** 2
-    return 2 * cov / denominator if float(denominator) > 0 else 0 * cov
+    positive = float(denominator.detach() if hasattr(denominator, "detach") else denominator) > 0
+    return 2 * cov / denominator if positive else 0 * cov
 
 
 def _numpy(a) -> np.ndarray:

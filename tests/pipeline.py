@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "models"
 DVC = str(Path(sys.executable).parent / "dvc")
+# Stage commands say `python -m stages.x`: the project's environment must come first on PATH, as after
+# `source .venv/bin/activate`.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 # The smallest configuration that still exercises every stage: two parts, a few short demo videos
 # (one of them two-person), a narrow model and a handful of training steps.
@@ -34,7 +38,7 @@ def merge(base: dict, overrides: dict) -> dict:
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command in `cwd`, capturing its output; on failure the assertion shows it."""
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=ENV)
     if check:
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

@@ -1,0 +1,82 @@
+"""The per-task losses: cross-entropy (expression), binary cross-entropy (AU), 1 - CCC (valence/arousal).
+
+Each loss runs over the samples labelled for its task only (expr -1, au -1 or va NaN mark "no label");
+a batch without any label for a task gives an exact zero that still touches the outputs, so every head
+stays in the autograd graph (DistributedDataParallel needs that) and nothing is ever NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from affect.metrics import ccc
+
+
+def _zero(outputs: torch.Tensor) -> torch.Tensor:
+    return outputs.sum() * 0.0
+
+
+def expr_labelled(expr: torch.Tensor) -> torch.Tensor:
+    return expr >= 0
+
+
+def au_labelled(au: torch.Tensor) -> torch.Tensor:
+    return (au >= 0).all(dim=1)
+
+
+def va_labelled(va: torch.Tensor) -> torch.Tensor:
+    return ~va.isnan().any(dim=1)
+
+
+LABELLED = {"expr": expr_labelled, "au": au_labelled, "va": va_labelled}
+
+
+def expr_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled rows; `target` holds class indices (B,) or class probabilities (B, C)."""
+    if not labelled.any():
+        return _zero(logits)
+    return F.cross_entropy(logits[labelled].float(), target[labelled])
+
+
+def au_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits over the labelled rows, every AU of a row; `target` in [0, 1]."""
+    if not labelled.any():
+        return _zero(logits)
+    return F.binary_cross_entropy_with_logits(logits[labelled].float(), target[labelled].float())
+
+
+def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """1 - CCC, averaged over valence and arousal, over the labelled rows."""
+    if not labelled.any():
+        return _zero(prediction)
+    prediction, target = prediction[labelled].float(), target[labelled].float()
+    return 1 - (ccc(prediction[:, 0], target[:, 0]) + ccc(prediction[:, 1], target[:, 1])) / 2
+
+
+LOSSES = {"expr": expr_loss, "au": au_loss, "va": va_loss}
+
+
+def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each task's loss against the batch's labels, for every task the model outputs."""
+    return {task: LOSSES[task](outputs[task], batch[task], LABELLED[task](batch[task])) for task in outputs}
+
+
+def teacher_targets(task: str, teacher: torch.Tensor, kind: str) -> torch.Tensor:
+    """The student's target from the teacher's output: hard (argmax, threshold 0.5, VA values) or soft."""
+    if kind not in ("hard", "soft"):
+        raise ValueError(f"consistency targets {kind!r}: expected hard or soft")
+    teacher = teacher.float()
+    if task == "expr":
+        return teacher.argmax(dim=1) if kind == "hard" else teacher.softmax(dim=1)
+    if task == "au":
+        return (teacher > 0).float() if kind == "hard" else teacher.sigmoid()
+    return teacher
+
+
+def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+                       batch: dict[str, torch.Tensor], kind: str = "hard") -> dict[str, torch.Tensor]:
+    """Per task, the same loss towards the teacher's targets on the samples that lack that task's label."""
+    return {task: LOSSES[task](student[task], teacher_targets(task, teacher[task], kind),
+                               ~LABELLED[task](batch[task]))
+            for task in student}

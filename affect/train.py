@@ -1,0 +1,266 @@
+"""The training engine: supervised or multi-task Mean Teacher training of any model returning task outputs.
+
+`fit` trains `student` on a stream of batches (dicts of tensors holding the model's inputs and the task
+labels "expr" (-1 = none), "au" (-1 = none), "va" (NaN = none)); the model is called as
+`model(*[batch[name] for name in config.inputs])` and returns a dict of task outputs, and the losses are
+those of `affect.losses` for every task it returns. The same engine trains TSAV in the `train` stage and a
+small MLP in the tests.
+
+One step: the student's supervised losses on the samples labelled for each task; with `mean_teacher`, the
+teacher (EMA of the student, eval mode, `affect.mean_teacher`) sees the same batch through `teacher_input`
+(random brightness for clips) and, per task, the student learns the teacher's targets on the samples lacking
+that task's label: L = L_s + w(t) L_c. Adam, then the EMA update with the global step. With `supervised`
+the same loop runs without the teacher's forward pass and consistency loss; the EMA teacher is still kept
+(it costs one parameter average per step) so both methods write the same outputs.
+
+Determinism and resume: the batches are a function of the step (`batches(start_step)`), the random
+numbers of a step (teacher noise, dropout) come from generators seeded by (seed, step, rank), and a
+checkpoint holds the student, teacher, optimiser, step, the next batch of the sampler and the log so far.
+A run killed at any point and started again resumes from its last checkpoint and ends with bit-identical
+weights on the CPU.
+
+Several processes (`torchrun`): when torch.distributed is initialised the student is wrapped in
+DistributedDataParallel; each rank takes its slice of every global batch (the caller's sampler), gradients
+are averaged, so the students stay identical; the teacher's parameters follow from identical students and
+its batch-norm buffers are broadcast from rank 0 after each update, so the teachers stay identical too.
+Rank 0 validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from affect.data import ClipDataset, MixedBatchSampler
+from affect.losses import consistency_losses, supervised_losses
+from affect.mean_teacher import consistency_weight, ema_update, make_teacher
+from affect.metrics import evaluate_predictions
+from affect.shards import atomic_path
+
+log = logging.getLogger(__name__)
+
+METHODS = ("mean_teacher", "supervised")
+CHECKPOINT = "last.pt"
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = "mean_teacher"     # mean_teacher | supervised
+    seed: int = 0
+    steps: int = 300                 # optimiser steps
+    lr: float = 5e-4                 # Adam
+    ema: float = 0.99                # teacher EMA eta
+    consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
+    consistency_rampup: int = 0      # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none
+    consistency_targets: str = "hard"  # hard | soft
+    eval_every: int = 100            # steps between validations and log entries
+    checkpoint_every: int = 100      # steps between checkpoints
+    inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
+    data: str = ""                   # training data fingerprint: a checkpoint resumes only for the same data
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"train.method {self.method!r}: expected one of {METHODS}")
+        if self.consistency_targets not in ("hard", "soft"):
+            raise ValueError(f"train.consistency_targets {self.consistency_targets!r}: expected hard or soft")
+
+
+def data_fingerprint(*paths: str | os.PathLike) -> str:
+    """sha256 of the name, size and modification time of every file under `paths`: cheap, and it changes
+    whenever an input file is rewritten (a spurious change only costs a restart from step 0)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+        for file in files:
+            stat = file.stat()
+            digest.update(f"{file}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def seed_step(seed: int, step: int, rank: int) -> torch.Generator:
+    """Seed torch's global generator (dropout, if any) for one step and return the teacher noise's generator,
+    both a function of (seed, step, rank) only, so a resumed run draws the same numbers."""
+    model_seed, noise_seed = np.random.SeedSequence([seed, step, rank]).generate_state(2)
+    torch.manual_seed(int(model_seed))
+    return torch.Generator().manual_seed(int(noise_seed))
+
+
+def _to(batch: dict, device: torch.device) -> Batch:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items() if torch.is_tensor(value)}
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+
+
+def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
+    """The checkpoint at `path` when there is one made with the same config, else None."""
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != dataclasses.asdict(config):
+        log.warning("%s was made with another configuration; starting from step 0", path)
+        return None
+    log.info("resuming from %s at step %d", path, state["step"])
+    return state
+
+
+def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: TrainConfig,
+        teacher_input: Callable[[Batch, torch.Generator], Batch] | None = None,
+        validate: Callable[[nn.Module], dict[str, float]] | None = None,
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, nn.Module]:
+    """Train `student` for `config.steps` steps; return (student, teacher).
+
+    `batches(start)` yields the batches of steps start, start+1, ... (this rank's share under DDP).
+    `teacher_input(batch, generator)` gives the teacher's noisy view of the batch (default: the same batch).
+    `validate(model)` returns criteria, called every `eval_every` steps for the student and the teacher.
+    `on_log(step, metrics)` receives the mean loss terms since the previous entry and the criteria
+    (keys train/..., val/student/..., val/teacher/...); after a resume the entries logged before it are
+    passed again first, so a log rebuilt from them is the same as that of an uninterrupted run.
+    """
+    device = torch.device(device)
+    mean_teacher = config.method == "mean_teacher"
+    rank = _rank()
+    student.to(device).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
+    teacher = make_teacher(student)
+    checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    state = _load_checkpoint(checkpoint_path, config)
+    start, sums, count, history = 0, {}, 0, []
+    if state is not None:
+        student.load_state_dict(state["student"])
+        teacher.load_state_dict(state["teacher"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, sums, count, history = state["step"], state["sums"], state["count"], state["history"]
+        if state["sampler"]["next_batch"] != start:
+            raise ValueError(f"{checkpoint_path}: sampler at batch {state['sampler']['next_batch']}, step {start}")
+    for step, metrics in history:
+        if on_log is not None and rank == 0:
+            on_log(step, metrics)
+    model = student
+    if dist.is_initialized():
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    bar = tqdm(total=config.steps, initial=start, desc=config.method, disable=not progress or rank != 0)
+    done = start
+    for step, batch in zip(range(start, config.steps), batches(start)):
+        batch = _to(batch, device)
+        generator = seed_step(config.seed, step, rank)
+        with autocast:
+            outputs = model(*[batch[name] for name in config.inputs])
+            terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch).items()}
+            loss = sum(terms.values())
+            if mean_teacher:
+                noisy = teacher_input(batch, generator) if teacher_input else batch
+                with torch.no_grad():
+                    targets = teacher(*[noisy[name] for name in config.inputs])
+                consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
+                terms |= {f"consistency/{task}": value for task, value in consistency.items()}
+                weight = consistency_weight(step, config.consistency_weight, config.consistency_rampup)
+                loss = loss + weight * sum(consistency.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ema_update(teacher, student, step + 1, config.ema)
+        if dist.is_initialized():
+            for buffer in teacher.buffers():
+                dist.broadcast(buffer, 0)
+        terms["loss"] = loss
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        count += 1
+        bar.update()
+        bar.set_postfix({name.removeprefix("supervised/"): f"{float(value.detach()):.3f}"
+                         for name, value in terms.items() if not name.startswith("consistency/")})
+        done = step + 1
+        if done % config.eval_every == 0 or done == config.steps:
+            metrics = {f"train/{name}": total / count for name, total in sums.items()}
+            if mean_teacher:
+                metrics["train/consistency_weight"] = weight
+            if validate is not None and rank == 0:
+                student.eval()
+                metrics |= {f"val/student/{key}": value for key, value in validate(student).items()}
+                metrics |= {f"val/teacher/{key}": value for key, value in validate(teacher).items()}
+                student.train()
+            sums, count = {}, 0
+            history.append((done, metrics))
+            if on_log is not None and rank == 0:
+                on_log(done, metrics)
+        if checkpoint_path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+            if rank == 0:
+                _save_checkpoint(checkpoint_path, {
+                    "config": dataclasses.asdict(config), "step": done, "student": student.state_dict(),
+                    "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
+                    "sampler": {"next_batch": done}, "sums": sums, "count": count,
+                    "history": history})
+            if dist.is_initialized():
+                dist.barrier()
+    bar.close()
+    if done != config.steps:
+        raise ValueError(f"the batches ran out after step {done} of {config.steps}")
+    return student, teacher
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Iterable[dict], inputs: tuple[str, ...], device: torch.device | str = "cpu"
+            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(predictions, labels) over all batches: expression logits, AU probabilities, VA; labels as in the batches."""
+    device = torch.device(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    predictions, labels = {}, {}
+    for batch in batches:
+        batch = _to(batch, device)
+        with autocast:
+            outputs = model(*[batch[name] for name in inputs])
+        for task, output in outputs.items():
+            output = output.float().sigmoid() if task == "au" else output.float()
+            predictions.setdefault(task, []).append(output.cpu().numpy())
+            labels.setdefault(task, []).append(batch[task].cpu().numpy())
+    return ({task: np.concatenate(parts) for task, parts in predictions.items()},
+            {task: np.concatenate(parts) for task, parts in labels.items()})
+
+
+def validation(batches: Iterable[dict], inputs: tuple[str, ...], device: torch.device | str = "cpu"
+               ) -> Callable[[nn.Module], dict[str, float]]:
+    """A `validate` for `fit`: each task's ABAW2 criterion (affect.metrics) over `batches`, and their mean."""
+    def validate(model: nn.Module) -> dict[str, float]:
+        predictions, labels = predict(model, batches, inputs, device)
+        if not predictions:
+            return {}
+        results = evaluate_predictions(labels, predictions)
+        criteria = {task: result["criterion"] for task, result in results.items()}
+        return criteria | ({"mean": float(np.mean(list(criteria.values())))} if criteria else {})
+    return validate
+
+
+def clip_batches(dataset: ClipDataset, batch_size: int, labelled_fraction: float, seed: int, steps: int,
+                 workers: int = 0, rank: int = 0, world_size: int = 1) -> Callable[[int], Iterable[dict]]:
+    """`batches` for `fit` from a ClipDataset: MixedBatchSampler batches (this rank's share) from a start step."""
+    def batches(start: int) -> Iterable[dict]:
+        sampler = MixedBatchSampler(dataset.labelled_indices(), dataset.unlabelled_indices(), batch_size,
+                                    labelled_fraction, seed, steps, start_batch=start, rank=rank,
+                                    world_size=world_size)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                           pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    return batches

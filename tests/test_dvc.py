@@ -1,0 +1,153 @@
+"""The users' three uses with the real `dvc` program: repro end to end, rerun only what a change touches,
+share through a remote. Every test starts from the session's `demo_pipeline` (one `dvc repro` of a tiny
+demo configuration) and works on its own copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline import commit, dvc, run
+
+pytestmark = pytest.mark.slow
+PREPROCESSING = ("demo", "models", "index", "split", "align", "landmarks", "masks", "mel", "labels", "partition")
+
+
+def ran(output: str) -> set[str]:
+    """Names of the stages a `dvc repro` ran, from its log."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def copy_project(source: Path, folder: Path) -> Path:
+    """A copy of a project, its git history and its DVC cache included."""
+    shutil.copytree(source, folder, symlinks=True)
+    dvc(folder, "checkout", "-q")
+    return folder
+
+
+def set_param(project: Path, key: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    *groups, last = key.split(".")
+    node = params
+    for group in groups:
+        node = node[group]
+    node[last] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def lock_hashes(project: Path) -> dict[str, str]:
+    """Output path -> md5 for every output recorded in dvc.lock."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def stage_names(project: Path) -> set[str]:
+    return set(yaml.safe_load((project / "dvc.lock").read_text())["stages"])
+
+
+def test_repro_runs_the_whole_dag_then_nothing(demo_pipeline):
+    listed = dvc(demo_pipeline, "stage", "list", "--name-only").stdout.split()
+    assert set(listed) == stage_names(demo_pipeline), "every stage ran and is recorded in dvc.lock"
+    assert {"split@0", "split@1", "align@1", "masks@0", "mel@1", "train", "evaluate"} <= set(listed)
+    metrics = json.loads((demo_pipeline / "data/evaluate/metrics.json").read_text())
+    assert {"teacher", "student"} <= set(metrics)
+    again = dvc(demo_pipeline, "repro")
+    assert ran(again.stdout) == set(), again.stdout
+    assert dvc(demo_pipeline, "status").stdout.strip().endswith("Data and pipelines are up to date.")
+
+
+def test_mask_style_reruns_masks_and_what_reads_them(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    set_param(project, "mask.style", "tsav_lines")
+    stages = ran(dvc(project, "repro").stdout)
+    assert stages == {"masks@0", "masks@1", "train", "evaluate"}
+
+
+def test_learning_rate_reruns_train_and_evaluate_only(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    set_param(project, "train.lr", 0.001)
+    assert ran(dvc(project, "repro").stdout) == {"train", "evaluate"}
+
+
+def test_adding_a_video_reruns_only_its_part(demo_pipeline, media, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    dvc(project, "freeze", "demo")  # keep the generated dataset as it is, now edited by hand
+    videos = project / "data/raw/demo/videos"
+    before = lock_hashes(project)
+    shutil.copy(media / "grid_swiz3n.mpg", videos / "added_speaker.mpg")
+    stages = ran(dvc(project, "repro").stdout)
+    index = json.loads((project / "data/interim/index/parts/part-0.json").read_text())
+    part = 0 if any(v["video"] == "added_speaker" for v in index["videos"]) else 1
+    other = 1 - part
+    assert {f"split@{part}", f"align@{part}", f"landmarks@{part}", f"masks@{part}", f"mel@{part}"} <= stages
+    assert not stages & {f"split@{other}", f"align@{other}", f"landmarks@{other}", f"masks@{other}", f"mel@{other}"}
+    after = lock_hashes(project)
+    assert after[f"data/interim/faces/part-{other}"] == before[f"data/interim/faces/part-{other}"]
+    assert after[f"data/interim/faces/part-{part}"] != before[f"data/interim/faces/part-{part}"]
+
+
+def test_push_clone_pull_gives_an_up_to_date_pipeline(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    remote = tmp_path / "remote"
+    dvc(project, "remote", "add", "-d", "shared", str(remote))
+    commit(project, "remote")
+    dvc(project, "push")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(project), str(clone))
+    dvc(clone, "pull")
+    status = dvc(clone, "status").stdout
+    assert "Data and pipelines are up to date." in status, status
+    assert ran(dvc(clone, "repro").stdout) == set()
+    assert (clone / "data/train/teacher.pt").read_bytes() == (project / "data/train/teacher.pt").read_bytes()
+
+
+def test_two_experiments_compare_in_exp_show(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    dvc(project, "exp", "run", "-n", "supervised", "-S", "train.method=supervised")
+    dvc(project, "exp", "run", "-n", "mean_teacher", "-S", "train.method=mean_teacher")
+    rows = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    experiments = {exp["name"]: exp for row in rows for exp in [
+        e for branch in row.get("experiments") or [] for e in branch.get("revs", [])]}
+    assert {"supervised", "mean_teacher"} <= set(experiments)
+    for name in ("supervised", "mean_teacher"):
+        data = experiments[name]["data"]
+        assert data["params"]["params.yaml"]["data"]["train"]["method"] == name
+        metrics = data["metrics"]["data/evaluate/metrics.json"]["data"]
+        assert 0 <= metrics["teacher"]["expr"]["criterion"] <= 1
+
+
+def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    before = lock_hashes(project)
+    stages = ran(dvc(project, "repro", "--force", "partition", "masks", "mel").stdout)
+    assert {"demo", "index", "align@0", "masks@1", "mel@0", "partition"} <= stages
+    after = lock_hashes(project)
+    preprocessing = [path for path in before if not path.startswith(("data/train", "data/evaluate", "dvclive"))]
+    assert len(preprocessing) >= 20
+    assert {p: after[p] for p in preprocessing} == {p: before[p] for p in preprocessing}
+
+
+def test_failed_stage_leaves_the_lock_and_earlier_outputs(demo_pipeline, tmp_path):
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    dvc(project, "freeze", "demo")
+    lock = (project / "dvc.lock").read_bytes()
+    video = sorted((project / "data/raw/demo/videos").iterdir())[0]
+    good = video.read_bytes()
+    video.unlink()
+    video.write_bytes(b"this is not a video" * 100)
+    failed = dvc(project, "repro", check=False)
+    assert failed.returncode != 0
+    assert video.name in failed.stdout + failed.stderr, "the error names the broken file"
+    assert (project / "dvc.lock").read_bytes() == lock
+    assert (project / "data/models/scrfd_2.5g/det.onnx").is_file()
+    video.unlink()
+    video.write_bytes(good)
+    fixed = dvc(project, "repro")
+    assert "index" in ran(fixed.stdout)
+    assert dvc(project, "status").stdout.strip().endswith("Data and pipelines are up to date.")

@@ -1,0 +1,91 @@
+"""Per-task losses over labelled samples only; consistency losses towards the teacher on the others."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affect.losses import consistency_losses, supervised_losses, teacher_targets
+from affect.metrics import ccc
+
+
+def outputs(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"expr": torch.randn(batch, 7, generator=generator, requires_grad=False).requires_grad_(),
+            "au": torch.randn(batch, 12, generator=generator).requires_grad_(),
+            "va": torch.rand(batch, 2, generator=generator).mul(2).sub(1).requires_grad_()}
+
+
+def labels() -> dict[str, torch.Tensor]:
+    """Six samples: expression on 0-2, AU on 2-3, VA on 1, 3, 4, 5."""
+    au = torch.full((6, 12), -1.0)
+    au[2] = torch.tensor([1, 0] * 6, dtype=torch.float32)
+    au[3] = torch.tensor([0, 1, 1] * 4, dtype=torch.float32)
+    va = torch.full((6, 2), float("nan"))
+    va[[1, 3, 4, 5]] = torch.tensor([[0.5, -0.2], [0.1, 0.3], [-0.4, 0.0], [0.2, 0.6]])
+    return {"expr": torch.tensor([3, 0, 6, -1, -1, -1]), "au": au, "va": va}
+
+
+def test_supervised_losses_use_labelled_samples_only():
+    out, batch = outputs(), labels()
+    losses = supervised_losses(out, batch)
+    assert torch.allclose(losses["expr"], F.cross_entropy(out["expr"][:3], batch["expr"][:3]))
+    assert torch.allclose(losses["au"], F.binary_cross_entropy_with_logits(out["au"][2:4], batch["au"][2:4]))
+    rows = [1, 3, 4, 5]
+    prediction, target = out["va"][rows].detach().numpy(), batch["va"][rows].numpy()
+    expected = 1 - (ccc(prediction[:, 0], target[:, 0]) + ccc(prediction[:, 1], target[:, 1])) / 2
+    assert np.isclose(float(losses["va"]), expected, atol=1e-6)
+    changed = {task: value.detach().clone() for task, value in out.items()}
+    changed["expr"][3:] += 5
+    changed["au"][[0, 1, 4, 5]] -= 3
+    changed["va"][[0, 2]] = 0.9
+    for task, value in supervised_losses(changed, batch).items():
+        assert torch.allclose(value, losses[task]), task
+
+
+def test_no_label_for_a_task_adds_an_exact_zero_never_nan():
+    out = outputs()
+    batch = {"expr": torch.full((6,), -1), "au": torch.full((6, 12), -1.0), "va": torch.full((6, 2), float("nan"))}
+    losses = supervised_losses(out, batch)
+    assert all(float(value) == 0.0 for value in losses.values())
+    sum(losses.values()).backward()
+    for value in out.values():
+        assert value.grad is not None and torch.equal(value.grad, torch.zeros_like(value))
+
+
+def test_single_va_label_is_finite():
+    out, batch = outputs(), labels()
+    batch["va"][[3, 4, 5]] = float("nan")
+    loss = supervised_losses(out, batch)["va"]
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(out["va"].grad).all()
+
+
+def test_hard_consistency_trains_unlabelled_samples_towards_teacher_decisions():
+    student, teacher, batch = outputs(seed=0), outputs(seed=1), labels()
+    losses = consistency_losses(student, teacher, batch, "hard")
+    expected_expr = F.cross_entropy(student["expr"][3:], teacher["expr"][3:].argmax(1))
+    unlabelled_au = [0, 1, 4, 5]
+    expected_au = F.binary_cross_entropy_with_logits(student["au"][unlabelled_au],
+                                                     (teacher["au"][unlabelled_au].sigmoid() > 0.5).float())
+    assert torch.allclose(losses["expr"], expected_expr)
+    assert torch.allclose(losses["au"], expected_au)
+    rows = [0, 2]
+    s, t = student["va"][rows].detach().numpy(), teacher["va"][rows].detach().numpy()
+    expected_va = 1 - (ccc(s[:, 0], t[:, 0]) + ccc(s[:, 1], t[:, 1])) / 2
+    assert np.isclose(float(losses["va"]), expected_va, atol=1e-6)
+
+
+def test_soft_targets_are_probabilities():
+    teacher = outputs(seed=1)
+    assert torch.allclose(teacher_targets("expr", teacher["expr"], "soft").sum(1), torch.ones(6))
+    assert torch.equal(teacher_targets("au", teacher["au"], "soft"), teacher["au"].sigmoid())
+    student, batch = outputs(seed=0), labels()
+    losses = consistency_losses(student, teacher, batch, "soft")
+    expected = -(teacher["expr"][3:].softmax(1) * student["expr"][3:].log_softmax(1)).sum(1).mean()
+    assert torch.allclose(losses["expr"], expected)
+
+
+def test_fully_labelled_batch_has_no_consistency():
+    batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2)}
+    losses = consistency_losses(outputs(seed=0), outputs(seed=1), batch, "hard")
+    assert all(float(value) == 0.0 for value in losses.values())

@@ -1,0 +1,246 @@
+"""The training engine: Mean Teacher beats supervised training on real data, resumes bit-identically, runs
+under torchrun with DDP; and the `train` stage on the demo pipeline.
+
+Run as a script under torchrun (`torchrun --nproc_per_node 2 tests/test_train.py OUT`), it trains the digits
+model with DDP on gloo and writes each rank's results to OUT (see `test_torchrun_ddp`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+from affect.data import ClipDataset, MixedBatchSampler
+from affect.metrics import evaluate_predictions
+from affect.model import load_model
+from affect.train import TrainConfig, fit, predict, validation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class DigitsMLP(nn.Module):
+    """8x8 digit images -> 10 logits, returned as the "expr" task so the engine's cross-entropy applies."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.5),
+                                 nn.Linear(128, 10))
+
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"expr": self.net(pixels)}
+
+
+def gaussian(sigma: float):
+    """Input noise: pixels + N(0, sigma^2); a `teacher_input` for `fit`."""
+    def noisy(batch: dict, generator: torch.Generator) -> dict:
+        return batch | {"pixels": batch["pixels"] + sigma * torch.randn(batch["pixels"].shape, generator=generator)}
+    return noisy
+
+
+class Digits:
+    """scikit-learn's bundled digits: 70% train with `labelled` of it labelled (by seed), 30% test."""
+
+    def __init__(self, seed: int, labelled: float = 0.1):
+        x, y = load_digits(return_X_y=True)
+        self.pixels = torch.tensor(x / 16.0, dtype=torch.float32)
+        self.classes = y
+        train, self.test = train_test_split(np.arange(len(y)), test_size=0.3, random_state=0, stratify=y)
+        self.labelled = np.sort(np.random.default_rng(seed).permutation(train)[: round(labelled * len(train))])
+        self.unlabelled = np.setdiff1d(train, self.labelled)
+        self.target = torch.full((len(y),), -1)
+        self.target[self.labelled] = torch.tensor(y[self.labelled])
+
+    def batches(self, batch_size: int, labelled_fraction: float, seed: int, steps: int, rank: int = 0,
+                world_size: int = 1):
+        """`batches` for `fit`: MixedBatchSampler batches with Gaussian input noise seeded by the batch."""
+        def batches(start: int):
+            sampler = MixedBatchSampler(self.labelled, self.unlabelled, batch_size, labelled_fraction, seed, steps,
+                                        start_batch=start, rank=rank, world_size=world_size)
+            for b, indices in enumerate(sampler, start):
+                batch = {"pixels": self.pixels[indices], "expr": self.target[indices]}
+                yield gaussian(0.1)(batch, torch.Generator().manual_seed(seed * 100_003 + b))
+        return batches
+
+    def accuracy(self, model: nn.Module) -> float:
+        predictions, _ = predict(model.eval(), [{"pixels": self.pixels[self.test], "expr": self.target[self.test]}],
+                                 ("pixels",))
+        return float((predictions["expr"].argmax(1) == self.classes[self.test]).mean())
+
+
+def train_digits(method: str, seed: int, steps: int, **config) -> tuple[nn.Module, nn.Module, Digits]:
+    digits = Digits(seed)
+    labelled_fraction = 0.5 if method == "mean_teacher" else 1.0
+    config = TrainConfig(method=method, seed=seed, steps=steps, inputs=("pixels",), **config)
+    torch.manual_seed(seed)
+    student, teacher = fit(DigitsMLP(), digits.batches(64, labelled_fraction, seed, steps), config,
+                           teacher_input=gaussian(0.1), progress=False)
+    return student, teacher, digits
+
+
+def test_mean_teacher_beats_supervised_on_digits():
+    """10% of the training digits labelled, the same network, engine and labelled batches; Mean Teacher
+    batches are half unlabelled. The consistency weight ramps up over the first half (the reference
+    implementation's option): with the paper's no-ramp default the untrained teacher's hard labels hurt here."""
+    config = dict(lr=1e-3, eval_every=2000, checkpoint_every=2000, consistency_rampup=1000)
+    supervised, mean_teacher = [], []
+    for seed in range(3):
+        student, _, digits = train_digits("supervised", seed, 2000, **config)
+        supervised.append(digits.accuracy(student))
+        student, teacher, digits = train_digits("mean_teacher", seed, 2000, **config)
+        mean_teacher.append((digits.accuracy(student), digits.accuracy(teacher)))
+    assert np.mean(supervised) > 0.85
+    student_mean, teacher_mean = np.mean(mean_teacher, axis=0)
+    assert student_mean > np.mean(supervised), (supervised, mean_teacher)
+    assert teacher_mean > np.mean(supervised), (supervised, mean_teacher)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    config = TrainConfig(method="mean_teacher", seed=3, steps=30, eval_every=5, checkpoint_every=10,
+                         inputs=("pixels",), consistency_rampup=10)
+    digits = Digits(seed=3)
+    logs = {"whole": [], "resumed": []}
+
+    def run(name: str, stop_at: int | None = None) -> tuple[nn.Module, nn.Module]:
+        def on_log(step: int, metrics: dict) -> None:
+            logs[name].append((step, metrics))
+            if step == stop_at:
+                raise Interrupted
+
+        torch.manual_seed(3)
+        return fit(DigitsMLP(), digits.batches(16, 0.5, 3, 30), config, teacher_input=gaussian(0.1),
+                   validate=lambda model: {"accuracy": digits.accuracy(model)}, on_log=on_log,
+                   checkpoint_dir=tmp_path / name, progress=False)
+
+    whole = run("whole")
+    with pytest.raises(Interrupted):
+        run("resumed", stop_at=25)
+    logs["resumed"].clear()
+    resumed = run("resumed")
+    for a, b in zip(whole, resumed):
+        for key, value in a.state_dict().items():
+            assert torch.equal(value, b.state_dict()[key]), key
+    assert logs["resumed"] == logs["whole"] and len(logs["whole"]) == 6
+
+
+def ddp_worker(out: Path) -> None:
+    """Body of one torchrun process: digits with DDP on gloo, 2 ranks x 8 of each global batch of 16."""
+    torch.distributed.init_process_group("gloo")
+    rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    digits = Digits(seed=0)
+    config = TrainConfig(method="mean_teacher", steps=12, eval_every=6, checkpoint_every=6, inputs=("pixels",))
+    logged = {}
+    torch.manual_seed(0)
+    student, teacher = fit(DigitsMLP(), digits.batches(16, 0.5, 0, 12, rank, world_size), config,
+                           teacher_input=gaussian(0.1), validate=lambda model: {"accuracy": digits.accuracy(model)},
+                           on_log=lambda step, metrics: logged.update({step: sorted(metrics)}),
+                           checkpoint_dir=out / "checkpoints", progress=False)
+    torch.save({"student": student.state_dict(), "teacher": teacher.state_dict()}, out / f"rank-{rank}.pt")
+    (out / f"rank-{rank}.json").write_text(json.dumps(logged))
+    torch.distributed.destroy_process_group()
+
+
+def test_torchrun_ddp(tmp_path):
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__)), str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ranks = [torch.load(tmp_path / f"rank-{r}.pt", weights_only=True) for r in range(2)]
+    parameters = [name for name, _ in DigitsMLP().named_parameters()]
+    for key in parameters:  # the students' batch-norm buffers differ: DDP syncs them at the next forward
+        assert torch.equal(ranks[0]["student"][key], ranks[1]["student"][key]), key
+    for key, value in ranks[0]["teacher"].items():
+        assert torch.equal(value, ranks[1]["teacher"][key]), key
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+    ddp_keys = json.loads((tmp_path / "rank-0.json").read_text())
+    assert json.loads((tmp_path / "rank-1.json").read_text()) == {}
+
+    digits = Digits(seed=0)
+    config = TrainConfig(method="mean_teacher", steps=12, eval_every=6, checkpoint_every=6, inputs=("pixels",))
+    single = {}
+    fit(DigitsMLP(), digits.batches(16, 0.5, 0, 12), config, teacher_input=gaussian(0.1),
+        validate=lambda model: {"accuracy": digits.accuracy(model)},
+        on_log=lambda step, metrics: single.update({str(step): sorted(metrics)}), progress=False)
+    assert ddp_keys == single and "val/teacher/accuracy" in single["12"]
+
+
+def trivial_criteria(val: ClipDataset, train: ClipDataset) -> dict[str, float]:
+    """Criteria of the trivial predictors on the validation side: the training side's majority expression,
+    each AU's training majority, and a constant valence/arousal (CCC 0)."""
+    expr, au = train.labels["expr"], train.labels["au"]
+    majority_expr = np.bincount(expr[expr >= 0], minlength=7).argmax()
+    majority_au = (au[(au >= 0).all(axis=1)].mean(axis=0) > 0.5).astype(np.float32)
+    n = len(val)
+    results = evaluate_predictions(val.labels, {"expr": np.full(n, majority_expr), "au": np.tile(majority_au, (n, 1)),
+                                                "va": np.zeros((n, 2), np.float32)})
+    return {task: result["criterion"] for task, result in results.items()}
+
+
+def check_train_stage(data: Path, project: Path) -> None:
+    """Run the `train` stage for 60 steps on the interim and processed data under `data`, in `project`."""
+    shutil.copytree(ROOT / "affect", project / "affect", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["width"] = 0.125
+    params["train"] |= {"steps": 60, "batch_size": 16, "eval_every": 20, "checkpoint_every": 30}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "data").mkdir()
+    for name in ("interim", "processed"):
+        (project / "data" / name).symlink_to(data / name)
+    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, capture_output=True, text=True,
+                            env=os.environ | {"OMP_NUM_THREADS": "2"}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rows, plots = {}, project / "dvclive" / "plots" / "metrics"
+    for tsv in sorted(plots.rglob("*.tsv")):
+        rows[str(tsv.relative_to(plots).with_suffix(""))] = [float(v) for v in tsv.read_text().split()[3::2]]
+    for task in ("expr", "au", "va"):
+        losses = rows[f"train/supervised/{task}"]
+        assert len(losses) == 3 and losses[-1] < losses[0], (task, losses)
+        assert f"train/consistency/{task}" in rows
+
+    clip, audio = params["clip"], params["audio"]
+    loader = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
+                  window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"], top_db=audio["top_db"])
+    sides = {side: ClipDataset.from_partition(project / "data" / "interim", project / "data/processed/labels.parquet",
+                                              project / "data/processed/partition.parquet", side=side, **loader)
+             for side in ("train", "val")}
+    trivial = trivial_criteria(sides["val"], sides["train"])
+    metrics = json.loads((project / "dvclive" / "metrics.json").read_text())
+    for name in ("student", "teacher"):
+        model = load_model(project / "data" / "train" / f"{name}.pt")
+        criteria = validation(torch.utils.data.DataLoader(sides["val"], batch_size=32), ("clip", "mel"))(model)
+        assert criteria == pytest.approx(metrics["val"][name], abs=1e-6)
+        assert set(criteria) == set(trivial) | {"mean"}
+        if name == "student":
+            assert criteria["va"] > trivial["va"], (criteria, trivial)
+            assert criteria["mean"] > np.mean(list(trivial.values())), (criteria, trivial)
+
+
+@pytest.mark.slow
+def test_train_stage_on_the_demo(demo_pipeline, tmp_path):
+    """A short run of the stage on the demo pipeline's data: every task's training loss falls, the stage's
+    dvclive log and saved models agree, and the student beats the trivial predictors on VA and on the mean
+    criterion. (60 steps on a CPU do not beat every trivial predictor task by task, and the teacher, an EMA
+    with eta 0.99, still lags the student this early.)"""
+    check_train_stage(demo_pipeline / "data", tmp_path / "project")
+
+
+if __name__ == "__main__":
+    ddp_worker(Path(sys.argv[1]))
