@@ -34,14 +34,17 @@ def stages() -> dict[str, dict]:
 
 
 def test_every_stage_lists_its_script_and_the_modules_it_imports():
+    problems = []
     for name, stage in stages().items():
         script = re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1)
         script_path = ROOT / "stages" / f"{script}.py"
         wanted = {f"stages/{script}.py"} | {
             m.replace(".", "/") + ".py" for m in imported_modules(script_path) if m.startswith("affect.")}
         declared = {d for d in stage["deps"] if isinstance(d, str) and d.endswith(".py")}
-        assert declared == wanted, (
-            f"stage {name}: missing {sorted(wanted - declared)}, not imported {sorted(declared - wanted)}")
+        if declared != wanted:
+            problems.append(f"stage {name}: missing {sorted(wanted - declared)}, "
+                            f"not imported {sorted(declared - wanted)}")
+    assert not problems, "\n".join(problems)
 
 
 def test_every_param_a_stage_declares_exists():

@@ -1,0 +1,743 @@
+"""The embedded demo dataset: expressive synthetic face videos with their labels, in the ABAW2 layout.
+
+Faces come from photographs shipped inside the project's own dependencies (InsightFace's `t1.jpg`, six
+faces, and scikit-image's astronaut), and their horizontal flips. Each face's 106 landmarks are found once
+with the project's own detector and landmark model; the face is then animated by a piecewise-affine warp of
+a triangulation of those landmarks (plus forehead, cheek and border points, so the background stays put).
+
+Every person follows a latent performance, and labels, pixels and sound all derive from it:
+- expression segments of 1-4 s (smooth onsets and offsets) drive their FACS prototype action units with a
+  random intensity and per-AU jitter; each AU also acts alone now and then (AU_EVENT_RATE) and wavers a
+  little; each of the 12 ABAW2 AUs moves the landmark groups FACS describes (brows, lids, lip corners, lips,
+  jaw); blinks and small head motion (rotation, scale, translation) come on top;
+- an AU is present (label 1) where its intensity exceeds 0.5; the expression label is the active segment's
+  expression where the segment's envelope times its intensity exceeds 0.25, else Neutral;
+- valence = clip(v_e * s(t) + 0.15 d_v(t)), arousal = clip(b + a_e * s(t) + 0.15 d_a(t)), with (v_e, a_e) the
+  expression's place on the circumplex (CIRCUMPLEX), s(t) the expression intensity, b a per-person baseline
+  arousal in [-0.3, 0.1] and d smooth noise in [-1, 1];
+- the voice (harmonic source, formant envelope, syllables, pauses) gets louder (+18 dB per unit) and higher
+  (+half an octave per unit) with arousal; in two-person videos it follows one of the two people.
+Then Aff-Wild2's incomplete labels: videos belong to random subsets of the task sets, annotated tracks have
+unlabelled stretches (-5 / -1), some files are a row or two off, some videos have no annotation, Train_Set /
+Validation_Set by video. Videos are raw frames piped into ffmpeg with deterministic flags: the same seed gives
+the same bytes, whatever the number of jobs.
+
+Source faces whose head is turned too far (t1.jpg's second and fifth face) fold the warp and are not used.
+`python -m affect.synth strip OUT.png` draws a strip of demo frames with their labels (the README's picture).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import skimage.data
+from scipy.spatial import Delaunay
+from tqdm import tqdm
+
+from affect.annotations import write_annotation
+from affect.detect import FaceDetector
+from affect.landmarks import LandmarkModel
+from affect.models import model_file
+from affect.schema import AUS, EXPRESSIONS
+
+log = logging.getLogger(__name__)
+
+# Landmark groups of the 106-point numbering (InsightFace 2d106det / PFLD-106), subject's right = image left.
+EYE_UPPER = [41, 40, 42, 95, 94, 96]
+EYE_LOWER = [36, 33, 37, 90, 87, 91]       # EYE_LOWER[i] lies under EYE_UPPER[i]
+PUPILS = [(34, 33), (38, 33), (88, 87), (92, 87)]  # (pupil point, lower-lid point it closes onto)
+EYE_CORNERS = [35, 39, 89, 93]
+BROWS = [43, 44, 45, 47, 46, 48, 49, 51, 50, 97, 98, 99, 100, 101, 102, 103, 104, 105]
+LIP_CORNERS = [52, 61]
+INNER_CORNERS = [65, 69]
+OUTER_UPPER = [64, 63, 71, 67, 68]
+OUTER_LOWER = [55, 56, 53, 59, 58]
+INNER_UPPER = [66, 62, 70]
+INNER_LOWER = [54, 60, 57]
+MOUTH_INNER = [65, 66, 62, 70, 69, 57, 60, 54]    # ring of the inner lip contour
+NOSE = list(range(72, 87))
+CONTOUR = list(range(0, 33))
+N_POINTS = 106
+
+# FACS prototypes of the seven ABAW2 expressions: AU -> weight (1 = drives the AU fully).
+PROTOTYPES = {
+    "Neutral": {},
+    "Anger": {"AU4": 1.0, "AU7": 0.9, "AU23": 0.8, "AU24": 0.8, "AU10": 0.4},
+    "Disgust": {"AU4": 0.6, "AU10": 1.0, "AU15": 0.8, "AU25": 0.5},
+    "Fear": {"AU1": 1.0, "AU2": 0.9, "AU4": 0.7, "AU7": 0.6, "AU25": 0.9, "AU26": 0.4},
+    "Happiness": {"AU6": 1.0, "AU12": 1.0, "AU25": 0.6},
+    "Sadness": {"AU1": 1.0, "AU4": 0.8, "AU15": 1.0},
+    "Surprise": {"AU1": 1.0, "AU2": 1.0, "AU25": 1.0, "AU26": 1.0},
+}
+# (valence, arousal) of each expression at full intensity (Russell's circumplex, rounded).
+CIRCUMPLEX = {"Neutral": (0.0, 0.0), "Anger": (-0.6, 0.7), "Disgust": (-0.65, 0.35), "Fear": (-0.6, 0.75),
+              "Happiness": (0.75, 0.45), "Sadness": (-0.65, -0.4), "Surprise": (0.2, 0.8)}
+EXPR_THRESHOLD = 0.25  # expression label where envelope x intensity exceeds this, else Neutral
+AU_THRESHOLD = 0.5     # AU label 1 where its intensity exceeds this
+AU_EVENT_RATE = 0.1    # per second: each AU's rate of activity outside the expressions (0.6-1.5 s bursts)
+
+VOICE_RATE = 22050     # Hz, rate the voice is synthesised at (the encoder resamples)
+PORTRAIT_IOD = 0.18    # inter-ocular distance as a fraction of the person's cell width
+MAX_TURN = 0.3         # source faces whose nose tip is further off the eyes' centre (in eye distances) are not used
+# Container variants: (extension, video codec args, audio codec args, audio rate).
+FORMATS = {
+    "mp4": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"],
+            ["-c:a", "aac", "-b:a", "96k"], 44100),
+    "avi_mpeg4": (".avi", ["-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"],
+                  ["-c:a", "libmp3lame", "-b:a", "96k", "-avoid_negative_ts", "disabled"], 44100),  # else a pts gap
+    "avi_mjpeg": (".avi", ["-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p"],
+                  ["-c:a", "pcm_s16le"], 22050),
+}
+BITEXACT = ["-threads", "1", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
+            "-map_metadata", "-1"]
+TASK_DIRS = {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}
+
+
+@dataclass
+class Face:
+    """One source identity ready to animate in a cell of `image`'s size."""
+
+    name: str
+    image: np.ndarray      # (H, W, 3) uint8 portrait, eyes level, inter-ocular distance PORTRAIT_IOD * W
+    alpha: np.ndarray      # (H, W) float32 in 0..1: the person (face, hair, neck) over the background
+    points: np.ndarray     # (P, 2) float32 rest points: 106 landmarks, forehead, cheeks, lid creases, ring, border
+    basis: np.ndarray      # (12, P, 2) float32 displacement in pixels per unit intensity of each AU
+    triangles: np.ndarray  # (K, 3) int32 Delaunay triangles of `points`
+
+
+@dataclass
+class Performance:
+    """The latent sequence of one person, frame by frame, that pixels, sound and labels all follow."""
+
+    expr: np.ndarray       # (n,) int8 expression label (index in EXPRESSIONS)
+    intensity: np.ndarray  # (n,) float32 expression intensity s(t)
+    au: np.ndarray         # (n, 12) float32 AU intensities in 0..1
+    valence: np.ndarray    # (n,) float32
+    arousal: np.ndarray    # (n,) float32
+    blink: np.ndarray      # (n,) float32 eyelid closure in 0..1
+    head: np.ndarray       # (n, 4) float32 rotation (deg), scale, dx, dy (fractions of the cell)
+
+
+# ---------------------------------------------------------------------------------------------- faces
+
+def source_photos() -> list[tuple[str, np.ndarray]]:
+    """The photographs shipped with the dependencies: (name, RGB image)."""
+    import insightface
+
+    t1 = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+    image = cv2.imread(str(t1))
+    if image is None:
+        raise FileNotFoundError(f"{t1}: InsightFace's sample photo is missing; reinstall insightface")
+    return [("t1", image[:, :, ::-1].copy()), ("astronaut", skimage.data.astronaut())]
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, fps: float, period_s: float) -> np.ndarray:
+    """(n,) smooth random curve in about -1..1 varying over `period_s` seconds."""
+    knots = max(2, int(n / fps / period_s) + 2)
+    values = rng.uniform(-1.0, 1.0, knots)
+    return np.interp(np.linspace(0, knots - 1, n), np.arange(knots), values).astype(np.float32)
+
+
+def _portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Warp a photo so the eyes are level, centred at (0.5 W, 0.4 H), PORTRAIT_IOD * W apart."""
+    width, height = size
+    left, right = landmarks[[35, 39]].mean(0), landmarks[[89, 93]].mean(0)
+    src_vec = right - left
+    eye_mouth = np.hypot(*(landmarks[LIP_CORNERS].mean(0) - (left + right) / 2))
+    scale = PORTRAIT_IOD * width / max(np.hypot(*src_vec), eye_mouth / 1.15)  # turned heads: by eye-mouth
+    angle = np.arctan2(src_vec[1], src_vec[0])
+    c, s = scale * np.cos(-angle), scale * np.sin(-angle)
+    rot = np.array([[c, -s], [s, c]])
+    centre = (left + right) / 2
+    shift = np.array([0.5 * width, 0.4 * height]) - rot @ centre
+    matrix = np.hstack([rot, shift[:, None]])
+    portrait = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)
+    return portrait, (landmarks @ rot.T + shift).astype(np.float32)
+
+
+def _face(name: str, image: np.ndarray, lm: np.ndarray) -> Face:
+    """Rest points, triangulation, AU displacement basis and alpha of one portrait with its landmarks."""
+    height, width = image.shape[:2]
+    iod = PORTRAIT_IOD * width
+    mid_x = lm[[35, 39, 89, 93]].mean(0)[0]
+    eye_y = lm[EYE_CORNERS].mean(0)[1]
+    mouth_y = lm[LIP_CORNERS].mean(0)[1]
+    brow_top = lm[BROWS][:, 1].min()
+    forehead = np.array([[mid_x + k * iod, brow_top - 0.45 * iod] for k in (-1.1, -0.55, 0.0, 0.55, 1.1)])
+    cheeks = np.array([[mid_x + sx * 0.72 * iod, eye_y + 0.55 * iod] for sx in (-1, 1)])
+    angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    centre = np.array([mid_x, (eye_y + mouth_y) / 2])
+    ring = centre + np.stack([1.9 * iod * np.cos(angles), 2.4 * iod * np.sin(angles)], 1)
+    border = np.array([[x, y] for x in (0, width / 2, width - 1) for y in (0, height / 2, height - 1)
+                       if (x, y) != (width / 2, height / 2)])
+    brow_lower = np.array([43, 44, 45, 47, 46, 97, 98, 99, 100, 101])
+    above = [brow_lower[np.argmin(np.abs(lm[brow_lower, 0] - lm[i, 0]))] for i in EYE_UPPER]
+    creases = lm[EYE_UPPER] + 0.35 * (lm[above] - lm[EYE_UPPER])     # lid creases, between lids and brows
+    points = np.vstack([lm, forehead, cheeks, creases, ring, border]).astype(np.float32)
+    cheek_idx = [N_POINTS + 5, N_POINTS + 6]
+    crease_idx = list(range(N_POINTS + 7, N_POINTS + 13))
+
+    up, down = np.array([0.0, -1.0]), np.array([0.0, 1.0])
+    basis = np.zeros((len(AUS), len(points), 2), np.float32)   # in units of the inter-ocular distance
+    au = {name: basis[i] for i, name in enumerate(AUS)}
+    brow_dx = np.abs(points[BROWS, 0] - mid_x)
+    inner = 1.0 - (brow_dx - brow_dx.min()) / (np.ptp(brow_dx) + 1e-6)    # 1 at the inner end, 0 at the outer
+    au["AU1"][BROWS] = up * (0.22 * (0.25 + 0.75 * inner))[:, None]
+    au["AU2"][BROWS] = up * (0.22 * (0.25 + 0.75 * (1 - inner)))[:, None]
+    toward_mid = np.sign(mid_x - points[BROWS, 0])[:, None] * np.array([1.0, 0.0])
+    au["AU4"][BROWS] = (down * 0.12 + toward_mid * 0.06) * (0.4 + 0.6 * inner)[:, None]
+    # The forehead points above the brows move as far as the brows: the whole brow band moves (wherever the
+    # hairs are), stretching the upper lids below and compressing the forehead above.
+    au["AU1"][N_POINTS:N_POINTS + 5] = up * np.array([0.07, 0.2, 0.22, 0.2, 0.07])[:, None]
+    au["AU2"][N_POINTS:N_POINTS + 5] = up * np.array([0.2, 0.1, 0.05, 0.1, 0.2])[:, None]
+    au["AU4"][N_POINTS:N_POINTS + 5] = down * np.array([0.04, 0.09, 0.1, 0.09, 0.04])[:, None]
+    for au_name in ("AU1", "AU2", "AU4"):   # the lashes and crease stay near the lid: the bare lid skin stretches
+        au[au_name][crease_idx] = 0.3 * au[au_name][above]
+    lid_gap = (points[EYE_LOWER] - points[EYE_UPPER]) / iod        # eye opening, upper lid to lower lid
+    au["AU6"][EYE_LOWER] = -0.15 * lid_gap
+    au["AU6"][cheek_idx] = up * 0.07
+    au["AU6"][[35, 93]] = up * 0.02
+    au["AU7"][EYE_LOWER] = -0.2 * lid_gap
+    au["AU7"][EYE_UPPER] = 0.12 * lid_gap
+    upper_lip, lower_lip = OUTER_UPPER + INNER_UPPER, OUTER_LOWER + INNER_LOWER
+    au["AU10"][upper_lip] = up * 0.07
+    au["AU10"][[64, 68]] = up * 0.05
+    outward = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    au["AU12"][LIP_CORNERS] = up * 0.18 + outward * 0.12
+    au["AU12"][INNER_CORNERS] = up * 0.17 + outward * 0.11
+    au["AU12"][[64, 68, 55, 58]] = up * 0.09 + outward[[0, 1, 0, 1]] * 0.06
+    au["AU12"][[66, 70, 54, 57]] = up * 0.09 + outward[[0, 1, 0, 1]] * 0.06
+    au["AU12"][cheek_idx] = up * 0.06
+    au["AU15"][LIP_CORNERS] = down * 0.15 + outward * 0.02
+    au["AU15"][INNER_CORNERS] = down * 0.14 + outward * 0.02
+    au["AU15"][[64, 68, 55, 58, 66, 70, 54, 57]] = down * 0.07
+    thickness_upper = (points[INNER_UPPER] - points[[63, 71, 67]]) / iod   # outer upper lip -> inner upper lip
+    thickness_lower = (points[INNER_LOWER] - points[[56, 53, 59]]) / iod
+    au["AU23"][LIP_CORNERS] = -outward * 0.05
+    au["AU23"][INNER_CORNERS] = -outward * 0.05
+    au["AU23"][[63, 71, 67]] = 0.3 * thickness_upper
+    au["AU23"][[56, 53, 59]] = 0.3 * thickness_lower
+    au["AU24"][[63, 71, 67]] = 0.5 * thickness_upper
+    au["AU24"][[56, 53, 59]] = 0.5 * thickness_lower
+    au["AU24"][[64, 68]] = 0.3 * thickness_upper[[0, 2]]
+    au["AU24"][[55, 58]] = 0.3 * thickness_lower[[0, 2]]
+    au["AU25"][lower_lip] = down * 0.13
+    au["AU25"][upper_lip] = up * 0.015
+    jaw = [n for n in CONTOUR if points[n, 1] > mouth_y]
+    chin_y = points[CONTOUR, 1].max()
+    au["AU26"][jaw] = down * (0.25 * np.clip((points[jaw, 1] - mouth_y) / (chin_y - mouth_y), 0, 1))[:, None]
+    au["AU26"][lower_lip] = down * 0.25
+    au["AU26"][LIP_CORNERS + INNER_CORNERS] = down * 0.08
+    # Skin between the moving parts follows them with a Gaussian falloff (every other point is an anchor,
+    # still ones included), so neighbouring triangles do not fold over.
+    free = np.array(CONTOUR + NOSE + list(range(N_POINTS, N_POINTS + 7)))
+    for b in basis:
+        targets = np.array([j for j in free if not np.abs(b[j]).sum()])
+        anchors = np.setdiff1d(np.arange(len(points)), targets)
+        dist = np.linalg.norm(points[targets, None] - points[None, anchors], axis=2) / iod
+        w = np.exp(-0.5 * (dist / 0.3) ** 2)
+        b[targets] = (w @ b[anchors]) / w.sum(1)[:, None]
+    basis *= iod
+
+    alpha = np.zeros((height, width), np.float32)
+    axes = (int(1.45 * iod), int(2.05 * iod))
+    cv2.ellipse(alpha, (int(centre[0]), int(centre[1] - 0.35 * iod)), axes, 0, 0, 360, 1.0, -1)
+    cv2.ellipse(alpha, (int(centre[0]), int(chin_y + 0.6 * iod)), (int(0.7 * iod), int(0.9 * iod)), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.18 * iod)
+    triangles = Delaunay(points.astype(np.float64)).simplices.astype(np.int32)
+    return Face(name, image, alpha, points, basis, triangles)
+
+
+def source_faces(detector: FaceDetector, landmark_model: LandmarkModel, size: tuple[int, int]) -> list[Face]:
+    """Every face of the source photos and its mirror image, as portraits of `size` (W, H) ready to animate."""
+    faces = []
+    for photo_name, photo in source_photos():
+        boxes, _ = detector.detect(photo)
+        order = np.argsort(boxes[:, 0], kind="stable")
+        for k, box in enumerate(boxes[order]):
+            portrait, _ = _portrait(photo, landmark_model.predict_in_box(photo, box), size)
+            for name, image in ((f"{photo_name}-{k}", portrait), (f"{photo_name}-{k}-flip", portrait[:, ::-1].copy())):
+                found, _ = detector.detect(image)   # landmarks again on the upright portrait: more accurate
+                if len(found) == 0:
+                    log.warning("%s: no face in its portrait; not used", name)
+                    continue
+                centre = np.array(size) / 2
+                best = found[np.argmin(np.hypot(*(((found[:, :2] + found[:, 2:4]) / 2 - centre).T)))]
+                lm = landmark_model.predict_in_box(image, best)
+                turn = abs(lm[86, 0] - lm[EYE_CORNERS, 0].mean()) / (PORTRAIT_IOD * size[0])
+                if turn > MAX_TURN:
+                    log.info("%s: head turned (nose %.2f eye distances off centre); not used", name, turn)
+                    continue
+                faces.append(_face(name, image, lm))
+    if not faces:
+        raise RuntimeError("the detector found no face in the source photos")
+    return faces
+
+
+# ------------------------------------------------------------------------------------------ performance
+
+def _envelope(n: int, start: int, stop: int, ramp_in: int, ramp_out: int) -> np.ndarray:
+    """(n,) 0..1 envelope: smoothstep up over `ramp_in` frames from `start`, down over `ramp_out` to `stop`."""
+    t = np.arange(n, dtype=np.float64)
+    rise = np.clip((t - start) / max(ramp_in, 1), 0, 1)
+    fall = np.clip((stop - t) / max(ramp_out, 1), 0, 1)
+    x = np.minimum(rise, fall)
+    return x * x * (3 - 2 * x)
+
+
+def perform(rng: np.random.Generator, n: int, fps: float) -> Performance:
+    """A random performance of `n` frames: expression segments, AU intensities, valence/arousal, blinks, head."""
+    expr = np.zeros(n, np.int8)
+    intensity = np.zeros(n, np.float32)
+    au = np.zeros((n, len(AUS)), np.float32)
+    valence = np.zeros(n, np.float32)
+    arousal = np.zeros(n, np.float32)
+    start, previous, shown = 0, -1, np.zeros(len(EXPRESSIONS))
+    while start < n:
+        length = int(rng.uniform(1.0, 4.0) * fps)
+        choices = [e for e in range(len(EXPRESSIONS)) if e != previous]
+        weights = np.array([(2.0 if e == 0 else 1.0) / (1.0 + shown[e]) for e in choices])  # favour unshown ones
+        e = int(rng.choice(choices, p=weights / weights.sum()))
+        previous = e
+        shown[e] += 1
+        name = EXPRESSIONS[e]
+        stop = min(n, start + length)
+        ramp_in, ramp_out = (int(rng.uniform(0.2, 0.6) * fps) for _ in range(2))
+        env = _envelope(n, start, stop, ramp_in, ramp_out)
+        peak = rng.uniform(0.6, 1.0) if e else 0.0
+        s = (peak * env).astype(np.float32)
+        span = slice(start, stop)
+        intensity[span] = s[span]
+        expr[span] = np.where(s[span] > EXPR_THRESHOLD, e, 0)
+        for au_name, weight in PROTOTYPES[name].items():
+            jitter = rng.normal(1.0, 0.15)
+            au[span, AUS.index(au_name)] += s[span] * weight * jitter
+        v, a = CIRCUMPLEX[name]
+        valence[span] = v * s[span]
+        arousal[span] = a * s[span]
+        start = stop
+    for k in range(len(AUS)):      # each AU also acts on its own now and then, and wavers a little
+        au[:, k] += 0.12 * _smooth_noise(rng, n, fps, rng.uniform(0.5, 1.5))
+        for _ in range(rng.poisson(AU_EVENT_RATE * n / fps)):
+            start = int(rng.integers(0, n))
+            stop = start + int(rng.uniform(0.6, 1.5) * fps)
+            ramp = int(0.2 * fps)
+            au[:, k] += rng.uniform(0.4, 1.0) * _envelope(n, start, stop, ramp, ramp).astype(np.float32)
+    au = np.clip(au, 0.0, 1.0)
+    valence = np.clip(valence + 0.15 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
+    arousal = np.clip(rng.uniform(-0.3, 0.1) + arousal + 0.15 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
+
+    blink = np.zeros(n, np.float32)
+    t = rng.uniform(0.3, 2.5) * fps
+    while t < n:
+        half = rng.uniform(0.06, 0.1) * fps
+        frames = np.arange(max(0, int(t - half)), min(n, int(t + half) + 1))
+        blink[frames] = np.maximum(blink[frames], np.cos(np.clip((frames - t) / half, -1, 1) * np.pi / 2))
+        t += rng.uniform(1.5, 5.0) * fps
+    head = np.stack([4.0 * _smooth_noise(rng, n, fps, 3.0) + 1.5 * _smooth_noise(rng, n, fps, 1.0),
+                     1.0 + 0.04 * _smooth_noise(rng, n, fps, 4.0),
+                     0.03 * _smooth_noise(rng, n, fps, 3.0),
+                     0.02 * _smooth_noise(rng, n, fps, 3.0)], 1).astype(np.float32)
+    return Performance(expr, intensity, au.astype(np.float32), valence.astype(np.float32),
+                       arousal.astype(np.float32), blink, head)
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+def warp_points(face: Face, au: np.ndarray, blink: float, head: np.ndarray) -> np.ndarray:
+    """(P, 2) points of one frame: rest points moved by the AUs and the blink, then by the head pose."""
+    points = face.points + np.tensordot(au, face.basis, axes=1)
+    closing = 0.92 * blink       # upper lids and pupils move onto the lower lids
+    points[EYE_UPPER] += closing * (points[EYE_LOWER] - points[EYE_UPPER])
+    for pupil, lid in PUPILS:
+        points[pupil] += closing * (points[lid] - points[pupil])
+    height, width = face.image.shape[:2]
+    centre = face.points[:N_POINTS].mean(0)
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(head[0]), float(head[1]))
+    matrix[:, 2] += (head[2] * width, head[3] * height)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Warp `image` so that points `src` land on `dst`, affinely inside each triangle (one cv2.remap)."""
+    height, width = image.shape[:2]
+    d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1), np.float32)], 2).astype(np.float64)
+    s = src[triangles].astype(np.float64)
+    area = np.abs(np.linalg.det(d)) / 2
+    d[area < 0.05] = np.eye(3)              # collapsed triangles (a closed eye) cover no pixel
+    affine = np.linalg.solve(d, s)          # (K, 3, 2): [x y 1] @ affine = source point
+    corners = np.round(dst[triangles] * 16).astype(np.int32)
+    index = np.full((height, width), 0xFFFF, np.uint16)
+    for k in np.argsort(area, kind="stable"):  # outlines first, large triangles last: no gaps at edges
+        if area[k] >= 0.05:
+            cv2.polylines(index, [corners[k]], True, int(k), 1, cv2.LINE_8, shift=4)
+    for k in np.flatnonzero(area >= 0.05):
+        cv2.fillConvexPoly(index, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
+    affine = np.concatenate([affine, np.zeros((1, 3, 2))])  # index 0xFFFF -> off the image
+    affine[-1, 2] = -1e4
+    flat = np.minimum(index, len(triangles)).ravel()
+    ys, xs = np.mgrid[0:height, 0:width]
+    a = affine[flat]
+    map_x = (xs.ravel() * a[:, 0, 0] + ys.ravel() * a[:, 1, 0] + a[:, 2, 0]).reshape(height, width)
+    map_y = (xs.ravel() * a[:, 0, 1] + ys.ravel() * a[:, 1, 1] + a[:, 2, 1]).reshape(height, width)
+    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def render_person(face: Face, au: np.ndarray, blink: float, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of one person: (H, W, 3) float32 RGB and (H, W) float32 alpha, mouth cavity painted."""
+    dst = warp_points(face, au, blink, head)
+    rgba = np.dstack([face.image.astype(np.float32), face.alpha * 255.0])
+    warped = piecewise_affine(rgba, face.points, dst, face.triangles)
+    rgb, alpha = warped[:, :, :3], warped[:, :, 3] / 255.0
+    opening = float(np.linalg.norm(dst[INNER_LOWER] - dst[INNER_UPPER], axis=1).mean())
+    rest = float(np.linalg.norm(face.points[INNER_LOWER] - face.points[INNER_UPPER], axis=1).mean())
+    strength = np.clip((opening - rest) / (0.04 * PORTRAIT_IOD * face.image.shape[1]), 0.0, 1.0)
+    if strength > 0:      # the opened mouth: dark red inside, upper teeth, soft edges
+        iod = PORTRAIT_IOD * face.image.shape[1]
+        cavity = np.zeros(alpha.shape, np.float32)
+        cv2.fillPoly(cavity, [np.round(dst[MOUTH_INNER] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        teeth = np.zeros_like(cavity)
+        edge = dst[[65] + INNER_UPPER + [69]]
+        band = np.vstack([edge, edge[::-1] + (0, min(0.3 * opening, 0.09 * iod))])
+        cv2.fillPoly(teeth, [np.round(band * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        cavity = cv2.GaussianBlur(cavity, (0, 0), 0.6) * strength
+        teeth = cv2.GaussianBlur(teeth, (0, 0), 0.6) * cavity
+        colour = teeth[:, :, None] * np.array([225, 215, 200], np.float32) + \
+            (cavity - teeth)[:, :, None] * np.array([95, 35, 40], np.float32)
+        rgb = rgb * (1 - cavity[:, :, None]) + colour
+    return rgb, alpha
+
+
+def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A smooth random room-like background: (H, W, 3) float32 RGB."""
+    base = rng.uniform(50, 210) + rng.normal(0, 25, 3)
+    coarse = base + rng.normal(0, 25, (3, 4, 3))
+    image = cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(rng.integers(2, 5)):
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        w, h = rng.integers(width // 8, width // 2), rng.integers(height // 8, height // 2)
+        patch = np.zeros((height, width), np.float32)
+        cv2.rectangle(patch, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), 1.0, -1)
+        image += cv2.GaussianBlur(patch, (0, 0), 3)[:, :, None] * rng.normal(0, 30, 3).astype(np.float32)
+    return np.clip(image + rng.normal(0, 3, image.shape).astype(np.float32), 0, 255)
+
+
+def render_frame(faces: list[Face], performances: list[Performance], i: int, backdrop: np.ndarray) -> np.ndarray:
+    """Frame `i` of a video: each person in their cell, left to right, over the backdrop; (H, W, 3) uint8."""
+    frame = backdrop.copy()
+    for k, (face, perf) in enumerate(zip(faces, performances)):
+        rgb, alpha = render_person(face, perf.au[i], float(perf.blink[i]), perf.head[i])
+        width = face.image.shape[1]
+        cell = frame[:, k * width:(k + 1) * width]
+        cell[:] = rgb * alpha[:, :, None] + cell * (1 - alpha[:, :, None])
+    return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------- voice
+
+VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [530, 1840, 2480], [570, 840, 2410],
+                   [300, 870, 2240], [660, 1720, 2410], [490, 1350, 1690]], np.float64)  # F1-F3, Hz
+
+
+def voice(rng: np.random.Generator, arousal: np.ndarray, fps: float) -> np.ndarray:
+    """Synthetic speech-like mono signal at VOICE_RATE following `arousal` (one value per video frame)."""
+    n = int(round(len(arousal) / fps * VOICE_RATE))
+    t = np.arange(n) / VOICE_RATE
+    a = np.interp(t, np.arange(len(arousal)) / fps, arousal)
+    envelope = np.zeros(n)
+    formants = np.tile(VOWELS[0], (n, 1))
+    accent = np.zeros(n)
+    pos = rng.uniform(0.05, 0.4)
+    while pos < t[-1]:
+        phrase_end = pos + rng.uniform(0.8, 2.5)
+        while pos < phrase_end and pos < t[-1]:
+            dur = rng.uniform(0.12, 0.3)
+            i0, i1 = int(pos * VOICE_RATE), min(n, int((pos + dur) * VOICE_RATE))
+            if i1 > i0:
+                envelope[i0:i1] = np.sin(np.linspace(0, np.pi, i1 - i0)) ** 0.4
+                formants[i0:] = VOWELS[rng.integers(len(VOWELS))]
+                accent[i0:i1] = rng.normal(0, 0.05)
+            pos += dur + rng.uniform(0.0, 0.06)
+        pos += rng.uniform(0.25, 0.9)
+    smooth = int(0.03 * VOICE_RATE)
+    kernel = np.ones(smooth) / smooth
+    formants = np.stack([np.convolve(formants[:, j], kernel, mode="same") for j in range(3)], 1)
+    formants[: smooth // 2] = formants[smooth // 2]
+    formants[-smooth // 2:] = formants[-smooth // 2 - 1]
+    f0_base = rng.uniform(100, 220)
+    f0 = f0_base * 2.0 ** (0.5 * a) * (1 + accent + 0.03 * np.sin(2 * np.pi * 0.8 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / VOICE_RATE
+    signal, power = np.zeros(n), np.zeros(n)
+    bandwidths = np.array([90.0, 120.0, 160.0])
+    for k in range(1, int(4500 / f0.min()) + 1):
+        freq = k * f0
+        gain = sum(1.0 / (1.0 + ((freq - formants[:, j]) / bandwidths[j]) ** 2) for j in range(3))
+        gain = np.where(freq < 0.45 * VOICE_RATE, gain / np.sqrt(k), 0.0)
+        signal += gain * np.sin(k * phase)
+        power += gain ** 2 / 2
+    signal /= np.sqrt(power) * 4.0       # the same power for every vowel and pitch (peaks stay below 1)
+    loudness = 10.0 ** ((18.0 * a - 14.0) / 20.0)
+    noise = rng.normal(0, 1e-3, n)
+    return (0.5 * signal * envelope * loudness + noise).astype(np.float32)
+
+
+def write_wav(path: Path, signal: np.ndarray, rate: int) -> None:
+    """Mono 16-bit PCM WAV."""
+    pcm = np.clip(np.round(signal * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
+
+
+# ---------------------------------------------------------------------------------------------- videos
+
+@dataclass
+class VideoPlan:
+    """Everything drawn for one video before rendering (so the result does not depend on `jobs`)."""
+
+    index: int
+    stem: str
+    fmt: str               # key of FORMATS
+    fps: int
+    n_frames: int
+    people: int            # 1, or 2 (left and right)
+    voice_of: int          # person the voice follows; -1 = no audio track
+    tasks: list[str]       # annotated tasks (none: no annotation file at all)
+    split: str             # Train_Set | Validation_Set
+
+
+def plan_videos(seed: int, n_videos: int, seconds: tuple[float, float], size: tuple[int, int],
+                two_person_fraction: float, no_audio_fraction: float, unannotated_fraction: float,
+                task_fraction: dict[str, float], validation_fraction: float, avi_fraction: float) -> list[VideoPlan]:
+    """Draw every video's kind, format, length and label sets; each fraction becomes a count of videos."""
+    rng = np.random.default_rng(seed)
+
+    def chosen(fraction: float, among: list[int]) -> set[int]:
+        return set(rng.permutation(among)[: int(round(fraction * len(among)))].tolist())
+
+    everyone = list(range(n_videos))
+    unannotated = chosen(unannotated_fraction, everyone)
+    annotated = [v for v in everyone if v not in unannotated]
+    two_person = chosen(two_person_fraction * n_videos / max(1, len(annotated)), annotated)  # named by their files
+    no_audio = chosen(no_audio_fraction, everyone)
+    avi = chosen(avi_fraction, everyone)
+    validation = chosen(validation_fraction, annotated)
+    tasks = {v: [t for t in TASK_DIRS if v in chosen(task_fraction[t], annotated)] for v in everyone}
+    plans = []
+    for v in everyone:
+        if v in annotated and not tasks[v]:
+            tasks[v] = [str(rng.choice(list(TASK_DIRS)))]
+        fps = int(rng.choice([25, 30]))
+        people = 2 if v in two_person else 1
+        fmt = str(rng.choice(["avi_mpeg4", "avi_mjpeg"])) if v in avi else "mp4"
+        plans.append(VideoPlan(
+            index=v, stem=f"{v + 1}-{fps}-{size[0] * people}x{size[1]}", fmt=fmt, fps=fps,
+            n_frames=int(rng.uniform(*seconds) * fps), people=people,
+            voice_of=-1 if v in no_audio else int(rng.integers(people)), tasks=tasks[v],
+            split="Validation_Set" if v in validation else "Train_Set"))
+    return plans
+
+
+def latents(plan: VideoPlan, seed: int) -> list[Performance]:
+    """The performance of each person of a planned video, left to right (what its labels describe)."""
+    rng = np.random.default_rng([seed, plan.index, 0])
+    return [perform(rng, plan.n_frames, plan.fps) for _ in range(plan.people)]
+
+
+def encode(frames, path: Path, size: tuple[int, int], fps: int, fmt: str, wav: Path | None) -> None:
+    """Pipe RGB frames into ffmpeg (deterministic flags), muxing the WAV as the audio track if given."""
+    _, vcodec, acodec, rate = FORMATS[fmt]
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{size[0]}x{size[1]}", "-r", str(fps), "-i", "pipe:0"]
+    if wav is not None:
+        cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", *acodec, "-ar", str(rate), "-ac", "1"]
+    cmd += [*vcodec, *BITEXACT, str(path)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for frame in frames:
+            proc.stdin.write(frame.tobytes())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = proc.stderr.read().decode(errors="replace")
+    if proc.wait() != 0:
+        raise RuntimeError(f"{path}: ffmpeg failed: {err.strip()}")
+
+
+def _unlabelled_stretches(rng: np.random.Generator, n: int, fps: int, rate: float) -> np.ndarray:
+    """(n,) bool: frames left unannotated (stretches of 0.5-2 s, about `rate` of them per 10 s)."""
+    mask = np.zeros(n, bool)
+    for _ in range(rng.poisson(rate * n / fps / 10.0)):
+        length = int(rng.uniform(0.5, 2.0) * fps)
+        start = int(rng.integers(0, max(1, n - length)))
+        mask[start:start + length] = True
+    return mask
+
+
+def track_labels(perf: Performance, unlabelled: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ABAW2 values per task from a performance: va (n,2) float32, expr (n,) int8, au (n,12) int8; -5/-1 unlabelled."""
+    va = np.stack([perf.valence, perf.arousal], 1).round(3).astype(np.float32)
+    expr = perf.expr.astype(np.int8)
+    au = (perf.au > AU_THRESHOLD).astype(np.int8)
+    va[unlabelled["va"]] = -5
+    expr[unlabelled["expr"]] = -1
+    au[unlabelled["au"]] = -1
+    return {"va": va, "expr": expr, "au": au}
+
+
+def track_names(plan: VideoPlan) -> list[str]:
+    """Track names of a video: its stem, or <stem>_left and <stem>_right."""
+    return [plan.stem] if plan.people == 1 else [f"{plan.stem}_left", f"{plan.stem}_right"]
+
+
+def make_video(plan: VideoPlan, faces: list[Face], root: Path, seed: int, unlabelled_rate: float,
+               row_mismatch_fraction: float) -> None:
+    """Render, encode and annotate one planned video under `root`."""
+    performances = latents(plan, seed)
+    rng = np.random.default_rng([seed, plan.index, 1])
+    people = [faces[int(k)] for k in rng.choice(len(faces), plan.people, replace=False)]
+    width, height = people[0].image.shape[1] * len(people), people[0].image.shape[0]
+    backdrop = background(rng, width, height)
+    ext = FORMATS[plan.fmt][0]
+    path = root / "videos" / f"{plan.stem}{ext}"
+    wav = None
+    if plan.voice_of >= 0:
+        wav = root / f".{plan.stem}.wav"
+        write_wav(wav, voice(rng, performances[plan.voice_of].arousal, plan.fps), VOICE_RATE)
+    frames = (render_frame(people, performances, i, backdrop) for i in range(plan.n_frames))
+    encode(frames, path, (width, height), plan.fps, plan.fmt, wav)
+    if wav is not None:
+        wav.unlink()
+    for track, perf in zip(track_names(plan), performances):
+        unlabelled = {task: _unlabelled_stretches(rng, plan.n_frames, plan.fps, unlabelled_rate) for task in TASK_DIRS}
+        values = track_labels(perf, unlabelled)
+        for task in plan.tasks:
+            rows = values[task]
+            if rng.uniform() < row_mismatch_fraction:   # Aff-Wild2's files can be a frame or two off
+                delta = int(rng.choice([-2, -1, 1, 2]))
+                rows = rows[:delta] if delta < 0 else np.concatenate([rows, np.repeat(rows[-1:], delta, 0)])
+            out = root / "annotations" / TASK_DIRS[task] / plan.split / f"{track}.txt"
+            write_annotation(rows, out, task)
+
+
+_FACES: list[Face] = []
+
+
+def _init_worker(faces: list[Face]) -> None:
+    global _FACES
+    _FACES = faces
+    cv2.setNumThreads(1)
+
+
+def _make_video(args: tuple) -> str:
+    make_video(args[0], _FACES, *args[1:])
+    return args[0].stem
+
+
+def load_faces(models_dir: str | os.PathLike, detector: str, landmarks: str,
+               size: tuple[int, int]) -> list[Face]:
+    """The animatable source faces, found with the project's detector and landmark model."""
+    det = FaceDetector(model_file(detector, "det", models_dir), det_size=640, threshold=0.5)
+    lmk = LandmarkModel(model_file(landmarks, "landmarks", models_dir))
+    return source_faces(det, lmk, size)
+
+
+def generate(root: str | os.PathLike, seed: int = 0, n_videos: int = 12, seconds: tuple[float, float] = (4, 10),
+             size: tuple[int, int] = (256, 256), two_person_fraction: float = 0.25, no_audio_fraction: float = 0.15,
+             unannotated_fraction: float = 0.1, task_fraction: dict[str, float] | None = None,
+             validation_fraction: float = 0.25, avi_fraction: float = 0.35, unlabelled_rate: float = 1.0,
+             row_mismatch_fraction: float = 0.1,
+             models_dir: str | os.PathLike = "data/models", detector: str = "scrfd_2.5g",
+             landmarks: str = "pfld106", jobs: int = 0) -> None:
+    """Write a demo dataset in the ABAW2 layout to `root` (built beside it, renamed into place when complete)."""
+    root = Path(root)
+    task_fraction = task_fraction or {"va": 0.7, "expr": 0.6, "au": 0.6}
+    size = (int(size[0]), int(size[1]))
+    faces = load_faces(models_dir, detector, landmarks, size)
+    plans = plan_videos(seed, n_videos, tuple(seconds), size, two_person_fraction, no_audio_fraction,
+                        unannotated_fraction, task_fraction, validation_fraction, avi_fraction)
+    tmp = root.parent / f".{root.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "videos").mkdir(parents=True)
+    jobs = jobs or os.cpu_count() or 1
+    work = [(plan, tmp, seed, unlabelled_rate, row_mismatch_fraction) for plan in plans]
+    if jobs == 1:
+        _init_worker(faces)
+        done = map(_make_video, work)
+    else:
+        # spawn, not fork: a child forked after OpenCV's thread pool ran can deadlock in its first cv2 call
+        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(work)), _init_worker, (faces,))
+        done = pool.imap(_make_video, work)
+    try:
+        for stem in tqdm(done, total=len(work), desc="demo videos", unit="video"):
+            log.debug("%s written", stem)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if jobs != 1:
+            pool.close()
+            pool.join()
+    old = root.parent / f".{root.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if root.exists():
+        root.rename(old)
+    tmp.rename(root)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("%s: %d videos, %d frames", root, len(plans), sum(p.n_frames for p in plans))
+
+
+# ----------------------------------------------------------------------------------------------- strip
+
+def demo_strip(path: str | os.PathLike, models_dir: str | os.PathLike = "data/models", seed: int = 0,
+               n: int = 7, size: tuple[int, int] = (256, 256)) -> None:
+    """A PNG strip of `n` demo frames (different people and expressions) captioned with their labels."""
+    faces = load_faces(models_dir, "scrfd_2.5g", "pfld106", size)
+    rng = np.random.default_rng(seed)
+    fps, tiles = 25, []
+    for k in range(n):
+        face = faces[(k * 3) % len(faces)]
+        wanted = k % len(EXPRESSIONS)
+        for _ in range(100):      # a performance that shows the wanted expression
+            perf = perform(rng, 6 * fps, fps)
+            if (perf.expr == wanted).any():
+                break
+        hits = np.flatnonzero(perf.expr == wanted)
+        i = int(hits[np.argmax(perf.intensity[hits])]) if wanted else int(hits[len(hits) // 2])
+        frame = render_frame([face], [perf], i, background(rng, *size))
+        caption = np.full((62, size[0], 3), 255, np.uint8)
+        aus = " ".join(a[2:] for a, x in zip(AUS, perf.au[i]) if x > AU_THRESHOLD) or "-"
+        lines = [EXPRESSIONS[perf.expr[i]], f"V {perf.valence[i]:+.2f} A {perf.arousal[i]:+.2f}", f"AU {aus}"]
+        for j, line in enumerate(lines):
+            cv2.putText(caption, line, (6, 18 + 19 * j), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.vstack([frame, caption]))
+    strip = np.hstack(tiles)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), strip[:, :, ::-1]):
+        raise OSError(f"{path}: could not write the strip")
+
+
+def main(argv: list[str]) -> None:
+    """`python -m affect.synth strip OUT.png [MODELS_DIR]`: the README's picture of demo frames."""
+    if len(argv) < 2 or argv[0] != "strip":
+        raise SystemExit("usage: python -m affect.synth strip OUT.png [MODELS_DIR]")
+    demo_strip(argv[1], argv[2] if len(argv) > 2 else "data/models")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
