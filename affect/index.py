@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from affect.annotations import read_annotation, reconcile
 from affect.schema import TASKS, TRACKS, VIDEOS
-from affect.shards import atomic_path, write_parquet
-from affect.video import VideoInfo, fingerprint, probe
+from affect.shards import atomic_path, sha256_of, write_parquet
+from affect.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def assign_tracks(videos: list[str], annotations: dict[str, dict[str, tuple[str,
 
 
 def _probe_one(path: Path) -> tuple[VideoInfo, str]:
-    return probe(path), fingerprint(path)
+    return probe(path), sha256_of(path)
 
 
 def _probe_all(paths: list[Path], jobs: int) -> list[tuple[VideoInfo, str]]:

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from affect.shards import atomic_path
+from affect.shards import atomic_path, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,6 @@ MODELS: dict[str, list[ModelFile]] = {
 
 class ModelError(RuntimeError):
     """A model file is missing or does not match its pinned sha256."""
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_file(name: str, role: str, models_dir: str | os.PathLike = "data/models") -> Path:

@@ -39,9 +39,9 @@ from affect.mel import mel_part
 from affect.model import load_model
 from affect.models import model_file
 from affect.schema import TASKS, TRACKS
-from affect.shards import read_arrow, read_shards, write_parquet
+from affect.shards import read_arrow, read_shards, sha256_of, write_parquet
 from affect.split import split_part
-from affect.video import VideoError, fingerprint, iter_frames, probe
+from affect.video import VideoError, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def write_index(video: Path, info, tracks: list[tuple[str, str]], interim: Path)
              **{f"{task}_{kind}": default for task in TASKS for kind, default in
                 (("set", ""), ("rows", 0), ("labelled", 0))}} for track, person in tracks]
     write_parquet(pa.Table.from_pylist(rows, TRACKS), interim / "index" / "tracks.parquet")
-    part = {"part": 0, "videos": [{"video": video.stem, "path": str(video.resolve()), "fingerprint": fingerprint(video),
+    part = {"part": 0, "videos": [{"video": video.stem, "path": str(video.resolve()), "fingerprint": sha256_of(video),
                                    "n_frames": info.n_frames, "has_audio": info.has_audio,
                                    "tracks": [{"track": t, "person": p} for t, p in tracks]}]}
     path = interim / "index" / "parts" / "part-0.json"

@@ -36,8 +36,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from affect.schema import AUDIO, FRAMES
-from affect.shards import atomic_path, write_arrow
-from affect.video import VideoError, fingerprint, frame_timestamps, tool
+from affect.shards import atomic_path, sha256_of, write_arrow
+from affect.video import VideoError, frame_timestamps, tool
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def split_video(entry: dict, audio_dir: str | os.PathLike, sample_rate: int) -> 
     path = Path(entry["path"])
     if not path.is_file():
         raise SplitError(f"{path}: video {entry['video']} is missing (listed in the index)")
-    if fingerprint(path) != entry["fingerprint"]:
+    if sha256_of(path) != entry["fingerprint"]:
         raise SplitError(f"{path}: changed since the index stage (fingerprint differs): rerun the index stage")
     stamps = frame_timestamps(path)
     if len(stamps) != entry["n_frames"]:

@@ -9,7 +9,6 @@ Width and height are those of the decoded frames after ffmpeg's automatic rotati
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -45,15 +44,6 @@ class VideoInfo:
     vfr: bool            # frame intervals differ by more than 2 ms (and 1%)
     errors: tuple[str, ...] = ()  # decoder errors while counting frames (damaged or truncated file)
     header_frames: int = 0        # frame count the container's header claims, 0 when it has none
-
-
-def fingerprint(path: str | os.PathLike) -> str:
-    """sha256 of the file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tool(name: str) -> str:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from affect.split import split_video
-from affect.video import fingerprint, probe
+from affect.shards import sha256_of as fingerprint
+from affect.video import probe
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 GRID = ["grid_bbaf2n.mpg", "grid_lwbsza.mpg", "grid_sbwe5n.mpg", "grid_swiz3n.mpg",

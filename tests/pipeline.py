@@ -21,7 +21,7 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 # (one of them two-person), a narrow model and a handful of training steps.
 TINY = {
     "parts": [0, 1],
-    "demo": {"n_videos": 4, "seconds": [2, 3]},
+    "demo": {"n_videos": 8, "seconds": [3, 4]},
     "models": {"mirror": str(MIRROR)},
     "model": {"width": 0.125},
     "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},

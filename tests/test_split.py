@@ -12,7 +12,8 @@ import pytest
 from affect.index import build_index, write_index
 from affect.shards import read_arrow
 from affect.split import SplitError, extract_audio, split_part
-from affect.video import fingerprint, frame_times
+from affect.shards import sha256_of as fingerprint
+from affect.video import frame_times
 
 RATE = 16000
 GRID_MP4 = "grid_lwbsza_h264.mp4"
