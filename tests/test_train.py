@@ -24,7 +24,8 @@ from torch import nn
 
 from affect.data import ClipDataset, MixedBatchSampler
 from affect.metrics import evaluate_predictions
-from affect.model import load_model
+from affect.losses import supervised_losses
+from affect.model import TSAV, load_model
 from affect.train import TrainConfig, fit, predict, validation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,9 +212,7 @@ def check_train_stage(data: Path, project: Path) -> None:
     for tsv in sorted(plots.rglob("*.tsv")):
         rows[str(tsv.relative_to(plots).with_suffix(""))] = [float(v) for v in tsv.read_text().split()[3::2]]
     for task in ("expr", "au", "va"):
-        losses = rows[f"train/supervised/{task}"]
-        assert len(losses) == 3 and losses[-1] < losses[0], (task, losses)
-        assert f"train/consistency/{task}" in rows
+        assert len(rows[f"train/supervised/{task}"]) == 3 and f"train/consistency/{task}" in rows
 
     clip, audio = params["clip"], params["audio"]
     loader = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
@@ -222,6 +221,14 @@ def check_train_stage(data: Path, project: Path) -> None:
                                               project / "data/processed/partition.parquet", side=side, **loader)
              for side in ("train", "val")}
     trivial = trivial_criteria(sides["val"], sides["train"])
+    fixed = next(iter(torch.utils.data.DataLoader(
+        torch.utils.data.Subset(sides["train"], sides["train"].labelled_indices()[::7][:160]), batch_size=160)))
+    with torch.no_grad():
+        untrained = supervised_losses(TSAV(width=params["model"]["width"]).eval()(fixed["clip"], fixed["mel"]), fixed)
+        trained = supervised_losses(load_model(project / "data/train/student.pt").eval()(fixed["clip"], fixed["mel"]),
+                                    fixed)
+    for task in ("expr", "au", "va"):
+        assert trained[task] < untrained[task], (task, float(trained[task]), float(untrained[task]))
     metrics = json.loads((project / "dvclive" / "metrics.json").read_text())
     for name in ("student", "teacher"):
         model = load_model(project / "data" / "train" / f"{name}.pt")
@@ -235,7 +242,9 @@ def check_train_stage(data: Path, project: Path) -> None:
 
 @pytest.mark.slow
 def test_train_stage_on_the_demo(demo_pipeline, tmp_path):
-    """A short run of the stage on the demo pipeline's data: every task's training loss falls, the stage's
+    """A short run of the stage on the demo pipeline's data: every task's loss on a fixed set of training
+    samples is lower for the trained student than for an untrained model (the per-step losses that dvclive
+    logs are too noisy on this little data to compare), the stage's
     dvclive log and saved models agree, and the student beats the trivial predictors on VA and on the mean
     criterion. (120 steps on a CPU do not beat every trivial predictor task by task, and the teacher, an EMA
     with eta 0.99, still lags the student this early.)"""
