@@ -127,7 +127,8 @@ def test_two_experiments_compare_in_exp_show(demo_pipeline, tmp_path):
         data = experiments[name]["data"]
         assert data["params"]["params.yaml"]["data"]["train"]["method"] == name
         metrics = data["metrics"]["data/evaluate/metrics.json"]["data"]
-        assert 0 <= metrics["teacher"]["expr"]["criterion"] <= 1
+        criteria = [task["criterion"] for model in ("teacher", "student") for task in metrics[model].values()]
+        assert criteria and all(-1 <= c <= 1 for c in criteria)
 
 
 def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):
@@ -144,7 +145,13 @@ def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_pat
 def test_failed_stage_leaves_the_lock_and_earlier_outputs(demo_pipeline, tmp_path):
     project = copy_project(demo_pipeline, tmp_path / "project")
     freeze_demo(project)
-    lock = (project / "dvc.lock").read_bytes()
+
+    def lock_without_demo() -> dict:
+        """dvc.lock less the frozen demo stage, whose output this test edits by hand (DVC records that)."""
+        stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        return {name: stage for name, stage in stages.items() if name != "demo"}
+
+    lock = lock_without_demo()
     video = sorted((project / "data/raw/demo/videos").iterdir())[0]
     good = video.read_bytes()
     video.unlink()
@@ -152,10 +159,10 @@ def test_failed_stage_leaves_the_lock_and_earlier_outputs(demo_pipeline, tmp_pat
     failed = dvc(project, "repro", check=False)
     assert failed.returncode != 0
     assert video.name in failed.stdout + failed.stderr, "the error names the broken file"
-    assert (project / "dvc.lock").read_bytes() == lock
+    assert lock_without_demo() == lock
     assert (project / "data/models/scrfd_2.5g/det.onnx").is_file()
     video.unlink()
     video.write_bytes(good)
-    fixed = dvc(project, "repro")
-    assert "index" in ran(fixed.stdout)
+    dvc(project, "repro")  # the index's outputs come back (from the run-cache: same inputs as before)
+    assert (project / "data/interim/index/videos.parquet").is_file()
     assert dvc(project, "status").stdout.strip().endswith("Data and pipelines are up to date.")
