@@ -33,7 +33,7 @@ def test_supervised_losses_use_labelled_samples_only():
     rows = [1, 3, 4, 5]
     prediction, target = out["va"][rows].detach().numpy(), batch["va"][rows].numpy()
     expected = 1 - (ccc(prediction[:, 0], target[:, 0]) + ccc(prediction[:, 1], target[:, 1])) / 2
-    assert np.isclose(float(losses["va"]), expected, atol=1e-6)
+    assert np.isclose(float(losses["va"].detach()), expected, atol=1e-6)
     changed = {task: value.detach().clone() for task, value in out.items()}
     changed["expr"][3:] += 5
     changed["au"][[0, 1, 4, 5]] -= 3
