@@ -72,7 +72,7 @@ def test_hard_consistency_trains_unlabelled_samples_towards_teacher_decisions():
     rows = [0, 2]
     s, t = student["va"][rows].detach().numpy(), teacher["va"][rows].detach().numpy()
     expected_va = 1 - (ccc(s[:, 0], t[:, 0]) + ccc(s[:, 1], t[:, 1])) / 2
-    assert np.isclose(float(losses["va"]), expected_va, atol=1e-6)
+    assert np.isclose(float(losses["va"].detach()), expected_va, atol=1e-6)
 
 
 def test_soft_targets_are_probabilities():
