@@ -12,6 +12,10 @@ One sample is one target frame of one track (method.md section 3):
 - "expr" int64 (-1 = no label), "au" float32 (12,) (-1 = no label), "va" float32 (2,) (NaN = no
   label), "track" str, "frame" int64. Labels are shown only for the (frame, task) pairs that the
   partition puts on the dataset's side.
+- "unlabelled" bool (3,), one flag per task in TASKS order: the partition lists this (frame, task) as
+  unlabelled training data, the only pairs the Mean Teacher's consistency loss may use. A missing label
+  is not the same thing: a pair held out for validation shows no label and is not unlabelled either, so
+  it gets no loss at all (`affect.losses`).
 
 Workers: the dataset holds only paths and numpy index arrays; each process memory-maps the shards it
 needs on first use (never pickled), and crops / masks are decoded from views of the mapped buffers.
@@ -105,8 +109,9 @@ class ClipDataset(Dataset):
     """TSAV samples for (track, frame) pairs from the shards under `interim_dir` (see the module docstring).
 
     `samples`: a table with columns track and frame, or a sequence of (track, frame) pairs. `labels`:
-    arrays "expr" (N,) int64, "au" (N, 12) float32, "va" (N, 2) float32 aligned with the samples;
-    None gives every sample "no label" (prediction). `augment` is called on each sample dict.
+    arrays "expr" (N,) int64, "au" (N, 12) float32, "va" (N, 2) float32 and "unlabelled" (N, 3) bool
+    aligned with the samples; None gives every sample "no label" and no unlabelled task (prediction).
+    `augment` is called on each sample dict.
     """
 
     _scale = torch.tensor([1.0 / (255.0 * s) for s in CLIP_STD]).view(4, 1, 1, 1)
@@ -130,7 +135,7 @@ class ClipDataset(Dataset):
         n = samples.num_rows
         self.labels = labels if labels is not None else {
             "expr": np.full(n, -1, np.int64), "au": np.full((n, len(AUS)), -1, np.float32),
-            "va": np.full((n, 2), np.nan, np.float32)}
+            "va": np.full((n, 2), np.nan, np.float32), "unlabelled": np.zeros((n, len(TASKS)), bool)}
         self._index_tracks()
         self._parts: dict[int, dict] = {}
 
@@ -264,14 +269,16 @@ class ClipDataset(Dataset):
         if not 0 <= target < len(self.face_rows[i]):
             raise IndexError(f"sample {index}: frame {target} is outside track {self.track_names[i]} "
                              f"({len(self.face_rows[i])} frames)")
-        sample = {
-            "clip": self.clip(index), "mel": self.mel(index),
-            "expr": torch.tensor(self.labels["expr"][index], dtype=torch.int64),
-            "au": torch.from_numpy(np.asarray(self.labels["au"][index], np.float32).copy()),
-            "va": torch.from_numpy(np.asarray(self.labels["va"][index], np.float32).copy()),
-            "track": str(self.track_names[i]), "frame": torch.tensor(target, dtype=torch.int64),
-        }
+        sample = {"clip": self.clip(index), "mel": self.mel(index), **self.targets(index),
+                  "track": str(self.track_names[i]), "frame": torch.tensor(target, dtype=torch.int64)}
         return self.augment(sample) if self.augment is not None else sample
+
+    def targets(self, index: int | np.ndarray) -> dict[str, torch.Tensor]:
+        """The labels and the unlabelled flags of sample `index` (or of an array of samples, stacked)."""
+        return {"expr": torch.as_tensor(self.labels["expr"][index], dtype=torch.int64),
+                "au": torch.tensor(self.labels["au"][index], dtype=torch.float32),
+                "va": torch.tensor(self.labels["va"][index], dtype=torch.float32),
+                "unlabelled": torch.tensor(self.labels["unlabelled"][index], dtype=torch.bool)}
 
     def labelled_indices(self) -> np.ndarray:
         """Samples with a label shown for at least one task."""
@@ -279,7 +286,7 @@ class ClipDataset(Dataset):
                               | ~np.isnan(self.labels["va"]).any(axis=1))
 
     def unlabelled_indices(self) -> np.ndarray:
-        """Samples with no label shown for any task."""
+        """Samples with no label shown for any task (on the training side: unlabelled for some task)."""
         return np.setdiff1d(np.arange(len(self)), self.labelled_indices())
 
     @classmethod
@@ -289,7 +296,10 @@ class ClipDataset(Dataset):
                        audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
                        augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
         """The frames of one side of the partition: for "train" its labelled train frames and its
-        unlabelled pool, for "val" its labelled val frames; labels shown for the side's (frame, task) rows."""
+        unlabelled pool, for "val" its labelled val frames. Labels are shown for the side's (frame, task)
+        rows only, and "unlabelled" flags the (frame, task) rows the partition lists as unlabelled (train
+        side only). A (frame, task) pair on the other side gets neither: a frame that is train for one
+        task and val for another is trained on for the first task and on nothing else."""
         if side not in ("train", "val"):
             raise ValueError(f"dataset side {side!r}: expected train or val")
         rows = pq.read_table(partition_path)
@@ -315,10 +325,13 @@ class ClipDataset(Dataset):
             raise ValueError(f"{partition_path}: ({samples.column('track')[k]}, {samples.column('frame')[k]}) "
                              f"has no row in {labels_path}; rerun the partition stage")
         label_rows = order[at]
-        shown = {}
-        for task in TASKS:
+        def flagged(task: str, side: str) -> np.ndarray:
             task_rows = rows.filter(pc.and_(pc.equal(rows.column("task"), task), pc.equal(rows.column("side"), side)))
-            shown[task] = np.isin(sample_keys, keys(task_rows))
+            return np.isin(sample_keys, keys(task_rows))
+
+        shown = {task: flagged(task, side) for task in TASKS}
+        unlabelled = np.stack([flagged(task, "unlabelled") if side == "train" else np.zeros(len(sample_keys), bool)
+                               for task in TASKS], axis=1)
         valence = labels.column("valence").to_numpy()[label_rows]
         arousal = labels.column("arousal").to_numpy()[label_rows]
         expr = labels.column("expr").to_numpy()[label_rows].astype(np.int64)
@@ -328,6 +341,7 @@ class ClipDataset(Dataset):
             "expr": np.where(shown["expr"], expr, -1),
             "au": np.where(shown["au"][:, None], au, -1.0).astype(np.float32),
             "va": np.where(shown["va"][:, None], va, np.nan).astype(np.float32),
+            "unlabelled": unlabelled,
         }
         return cls(interim_dir, samples, clip_length=clip_length, dilation=dilation, anchor=anchor,
                    window_s=window_s, audio_mean=audio_mean, audio_std=audio_std, top_db=top_db,

@@ -2,17 +2,23 @@
 
 A row (track, frame, task, side) says that the frame's label for the task is on the `train` or `val`
 side, or, with side `unlabelled`, that the frame has no label for the task and lies on the training
-side, so the Mean Teacher may use it as unlabelled data for that task. Modes (method.md section 5):
+side, so the Mean Teacher may use it as unlabelled data for that task. A (frame, task) pair has at most
+one row; a pair without a row gets nothing in training. The training loader turns the rows into the
+loss masks (affect.data, affect.losses): `train` gets the supervised loss, `unlabelled` the consistency
+loss, `val` and pairs without a row no loss at all. Modes (docs/method.md, "Splits"):
 
 - `random_frames` (the paper): each task's labelled frames are split at random, `ratio` of them to
-  train. A frame may be train for one task and val for another. Held out (never unlabelled data):
-  every frame on the val side of any task.
+  train. A frame may be train for one task and val for another: it is then kept for the task it is
+  train for, and only for that one (its val task, and any task it has no label for, get no row: a
+  frame on the val side of any task is never unlabelled data).
 - `by_video` (default): the videos with at least one labelled frame are shuffled and the first
   round(ratio * n) of them (at least one on each side when n >= 2) go to train; all their tracks
   and frames follow, so neighbouring frames and the two people of one video never straddle the split.
-  Videos without any label are training side. Held out: every frame of a val video.
-- `official`: a track's labels for a task are train in Train_Set, val in Validation_Set. Held out:
-  every frame of a video that has a track in Validation_Set for any task.
+  Videos without any label are training side. Held out: every frame of a val video, for every task.
+- `official`: a track's labels for a task are train in Train_Set, val in Validation_Set. A track in
+  Validation_Set for one task and Train_Set for another keeps its Train_Set labels (the organisers'
+  sets say they are training data) and nothing else: every frame of a video that has a track in
+  Validation_Set for any task is held out from the unlabelled pools.
 
 The training side is everything that is not held out. Rows are ordered by task (va, expr, au), then
 track and frame; the same labels, mode, ratio and seed give the same rows.
