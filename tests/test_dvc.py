@@ -6,29 +6,16 @@ demo configuration) and works on its own copy of it.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.pipeline import commit, dvc, run
+from tests.pipeline import commit, copy_project, dvc, ran, run
 
 pytestmark = pytest.mark.slow
 PREPROCESSING = ("demo", "models", "index", "split", "align", "landmarks", "masks", "mel", "labels", "partition")
-
-
-def ran(output: str) -> set[str]:
-    """Names of the stages a `dvc repro` ran, from its log."""
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def copy_project(source: Path, folder: Path) -> Path:
-    """A copy of a project, its git history and its DVC cache included."""
-    shutil.copytree(source, folder, symlinks=True)
-    dvc(folder, "checkout", "-q")
-    return folder
 
 
 def set_param(project: Path, key: str, value) -> None:
