@@ -102,22 +102,6 @@ def test_push_clone_pull_gives_an_up_to_date_pipeline(demo_pipeline, tmp_path):
     assert (clone / "data/train/teacher.pt").read_bytes() == (project / "data/train/teacher.pt").read_bytes()
 
 
-def test_two_experiments_compare_in_exp_show(demo_pipeline, tmp_path):
-    project = copy_project(demo_pipeline, tmp_path / "project")
-    dvc(project, "exp", "run", "-n", "supervised", "-S", "train.method=supervised")
-    dvc(project, "exp", "run", "-n", "mean_teacher", "-S", "train.method=mean_teacher")
-    rows = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    experiments = {exp["name"]: exp for row in rows for exp in [
-        e for branch in row.get("experiments") or [] for e in branch.get("revs", [])]}
-    assert {"supervised", "mean_teacher"} <= set(experiments)
-    for name in ("supervised", "mean_teacher"):
-        data = experiments[name]["data"]
-        assert data["params"]["params.yaml"]["data"]["train"]["method"] == name
-        metrics = data["metrics"]["data/evaluate/metrics.json"]["data"]
-        criteria = [task["criterion"] for model in ("teacher", "student") for task in metrics[model].values()]
-        assert criteria and all(-1 <= c <= 1 for c in criteria)
-
-
 def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):
     project = copy_project(demo_pipeline, tmp_path / "project")
     before = lock_hashes(project)
