@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -239,6 +241,36 @@ def test_experiments_shared_through_git_and_ssh(demo_pipeline, sshd, steps, tmp_
     assert {"train", "evaluate"} <= restored, repro.stdout
     assert not ran(repro.stdout) - restored, f"a stage ran instead of coming from the run-cache:\n{repro.stdout}"
     assert sha256_of(newcomer / "data/train/teacher.pt") == supervised_model
+
+
+def test_shared_cache_directory(demo_pipeline, steps, tmp_path):
+    """The README's shared-cache recipe: the cache moves to a shared folder (group-writable), committed in
+    .dvc/config; a colleague's fresh clone checks every output out of it, with no push or pull."""
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    shared = tmp_path / "shared-disk/affect-cache"
+    shared.mkdir(parents=True)
+    dvc(project, "cache", "dir", str(shared))
+    dvc(project, "config", "cache.shared", "group")
+    for item in (project / ".dvc/cache").iterdir():  # the cache built so far moves to the shared disk, once
+        shutil.move(item, shared / item.name)
+    steps("dvc checkout --relink", dvc, project, "checkout", "--relink")
+    commit(project, "shared cache")
+
+    colleague = tmp_path / "colleague"
+    run(tmp_path, "git", "clone", "-q", str(project), str(colleague))
+    steps("dvc checkout (from the shared cache)", dvc, colleague, "checkout")
+    assert_up_to_date(colleague)
+    assert output_digests(colleague) == output_digests(project)
+    assert not (colleague / ".dvc/cache").exists() or not any((colleague / ".dvc/cache").rglob("*.*"))
+
+    # the colleague adds a file whose md5 starts a cache folder that does not exist yet
+    text = next(t for t in (f"notes, take {k}\n" for k in range(1000))
+                if not (shared / "files/md5" / hashlib.md5(t.encode()).hexdigest()[:2]).exists())
+    (colleague / "notes.txt").write_text(text)
+    dvc(colleague, "add", "notes.txt")
+    folder = shared / "files/md5" / hashlib.md5(text.encode()).hexdigest()[:2]
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    assert mode & stat.S_IWGRP and mode & stat.S_ISGID, f"{folder}: {oct(mode)}, want group-writable, setgid"
 
 
 def run_cache_has(project: Path, cmd: str) -> bool:
