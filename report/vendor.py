@@ -7,7 +7,8 @@ its charts with no network (DVC's own page loads them from a CDN).
     python report/vendor.py --check   # offline: the template's scripts are the pinned files, byte for byte
 
 To update a library, change its version and sha256 in PINS (the sha256 of the file inside the npm tarball),
-run the first command and commit both files. DVC fills the template by replacing `{plot_divs}` (the charts
+run the first command and commit both files. The rest of the page (title, style) is edited in the template
+itself; the command replaces only the inlined libraries. DVC fills the template by replacing `{plot_divs}` (the charts
 and images) and `{refresh_tag}`; leaving out `{scripts}` drops DVC's CDN script tags.
 """
 
@@ -46,36 +47,12 @@ BUNDLED = {
                    "vega-schema-url-parser", "vega-interpreter"],
 }
 
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-{refresh_tag}
-<title>affect: pipeline report</title>
-<style>
-  body { font-family: system-ui, sans-serif; margin: 24px; color: #1d1d1d; background: #fff; }
-  h1 { font-size: 22px; margin: 0 0 4px; }
-  .about { color: #555; margin: 0 0 16px; font-size: 13px; }
-  body > div { margin: 0 0 18px; }
-  body > div > p { font-weight: 600; }
-  img { max-width: 100%; }
-  table { border-spacing: 15px; }
-</style>
-__SCRIPTS__
-</head>
-<body>
-<h1>affect: pipeline report</h1>
-<p class="about">Every plot declared in dvc.yaml, drawn by <code>dvc plots show</code> / <code>dvc plots diff</code>
-with the project's template (report/template.html): vega, vega-lite and vega-embed are inlined, so this page
-needs no network.</p>
-{plot_divs}
-</body>
-</html>
-"""
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# One inlined library: its comment line and its script element.
+SCRIPT_BLOCK = re.compile(r'<!-- [^\n]* -->\n<script data-package="[^"]+" data-version="[^"]+">\n.*?\n</script>\n', re.S)
 
 
 def script_tag(package: str, code: str) -> str:
@@ -132,7 +109,8 @@ def build() -> None:
             # DVC fills the template with str.replace, and the HTML parser ends a script at "</script"
             assert "</script" not in code.lower() and "{plot_divs}" not in code and "{refresh_tag}" not in code
             scripts.append(script_tag(package, code))
-        TEMPLATE.write_text(PAGE.replace("__SCRIPTS__", "\n".join(scripts)))
+        page = SCRIPT_BLOCK.sub("", TEMPLATE.read_text())  # the page around the libraries is edited by hand
+        TEMPLATE.write_text(page.replace("</head>", "\n".join(scripts) + "\n</head>", 1))
         idl = licence_text(modules / "vega-lite")
         sections = ["Third-party code inlined in report/template.html, with its licences.\n"]
         for package, bundled in BUNDLED.items():
