@@ -1,7 +1,8 @@
 """The clip loader: TSAV samples straight from the memory-mapped Arrow shards, and the mixed batch sampler.
 
 One sample is one target frame of one track (method.md section 3):
-- "clip": float32 (4, L, 112, 112), RGB + mask of L = clip_length frames `dilation` apart, the target
+- "clip": float32 (4, L, S, S), RGB + mask of L = clip_length frames `dilation` apart (S = crop_size, the
+  side of the stored crops and masks, align.crop_size: 112 for TSAV), the target
   frame last (anchor "last": t - (L-1)*d, ..., t) or at index L // 2 (anchor "center"). Frames before
   the start or after the end of the video, or without a face, are black with a black mask. RGB is
   normalised with the Kinetics mean / std, the mask with 0.5 / 0.225, black included (as TSAV does).
@@ -12,6 +13,10 @@ One sample is one target frame of one track (method.md section 3):
 - "expr" int64 (-1 = no label), "au" float32 (12,) (-1 = no label), "va" float32 (2,) (NaN = no
   label), "track" str, "frame" int64. Labels are shown only for the (frame, task) pairs that the
   partition puts on the dataset's side.
+- "unlabelled" bool (3,), one flag per task in TASKS order: the partition lists this (frame, task) as
+  unlabelled training data, the only pairs the Mean Teacher's consistency loss may use. A missing label
+  is not the same thing: a pair held out for validation shows no label and is not unlabelled either, so
+  it gets no loss at all (`affect.losses`).
 
 Workers: the dataset holds only paths and numpy index arrays; each process memory-maps the shards it
 needs on first use (never pickled), and crops / masks are decoded from views of the mapped buffers.
@@ -42,6 +47,15 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = (0.43216, 0.394666, 0.37645, 0.5)    # Kinetics RGB, then the mask
 CLIP_STD = (0.22803, 0.22145, 0.216989, 0.225)
 ANCHORS = ("last", "center")
+
+
+def loader_options(params: dict) -> dict:
+    """ClipDataset's keyword arguments from the pipeline's parameter groups (params.yaml): clip length,
+    dilation and anchor (`clip`), the mel window and its normalisation (`audio`), the crop side (`align`)."""
+    clip, audio = params["clip"], params["audio"]
+    return dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
+                window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
+                top_db=audio["top_db"], crop_size=params["align"]["crop_size"])
 
 
 def clip_offsets(clip_length: int, dilation: int, anchor: str) -> np.ndarray:
@@ -105,8 +119,9 @@ class ClipDataset(Dataset):
     """TSAV samples for (track, frame) pairs from the shards under `interim_dir` (see the module docstring).
 
     `samples`: a table with columns track and frame, or a sequence of (track, frame) pairs. `labels`:
-    arrays "expr" (N,) int64, "au" (N, 12) float32, "va" (N, 2) float32 aligned with the samples;
-    None gives every sample "no label" (prediction). `augment` is called on each sample dict.
+    arrays "expr" (N,) int64, "au" (N, 12) float32, "va" (N, 2) float32 and "unlabelled" (N, 3) bool
+    aligned with the samples; None gives every sample "no label" and no unlabelled task (prediction).
+    `augment` is called on each sample dict.
     """
 
     _scale = torch.tensor([1.0 / (255.0 * s) for s in CLIP_STD]).view(4, 1, 1, 1)
@@ -115,8 +130,10 @@ class ClipDataset(Dataset):
     def __init__(self, interim_dir: str | os.PathLike, samples: pa.Table | Sequence[tuple[str, int]],
                  clip_length: int = 8, dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
                  audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
-                 augment: Callable[[dict], dict] | None = None, labels: dict[str, np.ndarray] | None = None):
+                 crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None,
+                 labels: dict[str, np.ndarray] | None = None):
         self.interim_dir = Path(interim_dir)
+        self.crop_size = crop_size
         if not isinstance(samples, pa.Table):
             samples = pa.table({"track": [t for t, _ in samples], "frame": [int(f) for _, f in samples]},
                                schema=pa.schema([("track", pa.string()), ("frame", pa.int64())]))
@@ -130,7 +147,7 @@ class ClipDataset(Dataset):
         n = samples.num_rows
         self.labels = labels if labels is not None else {
             "expr": np.full(n, -1, np.int64), "au": np.full((n, len(AUS)), -1, np.float32),
-            "va": np.full((n, 2), np.nan, np.float32)}
+            "va": np.full((n, 2), np.nan, np.float32), "unlabelled": np.zeros((n, len(TASKS)), bool)}
         self._index_tracks()
         self._parts: dict[int, dict] = {}
 
@@ -225,9 +242,11 @@ class ClipDataset(Dataset):
 
     def _decode(self, data: np.ndarray, flags: int, track: int, frame: int) -> np.ndarray:
         image = cv2.imdecode(data, flags)
-        if image is None or image.shape[:2] != (CROP_SIZE, CROP_SIZE):
-            raise ValueError(f"{self.interim_dir}: crop or mask of {self.track_names[track]} frame {frame} "
-                             f"is not a {CROP_SIZE}x{CROP_SIZE} image; rerun the align / masks stages")
+        if image is None or image.shape[:2] != (self.crop_size, self.crop_size):
+            found = "not an image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+            raise ValueError(f"{self.interim_dir}: crop or mask of {self.track_names[track]} frame {frame} is "
+                             f"{found}, expected {self.crop_size}x{self.crop_size} (align.crop_size); rerun the "
+                             f"align and masks stages with the same crop size")
         return image
 
     def clip_frames(self, index: int) -> np.ndarray:
@@ -235,10 +254,11 @@ class ClipDataset(Dataset):
         return self.sample_frame[index] + self.offsets
 
     def clip(self, index: int) -> torch.Tensor:
-        """The normalised (4, L, 112, 112) clip of sample `index`."""
+        """The normalised (4, L, S, S) clip of sample `index` (S = crop_size)."""
         i, rows = int(self.sample_track[index]), self.face_rows[int(self.sample_track[index])]
         opened = self._part(int(self.track_part[i]))
-        clip = np.zeros((4, len(self.offsets), CROP_SIZE, CROP_SIZE), np.uint8)  # planar: contiguous copies
+        size = self.crop_size
+        clip = np.zeros((4, len(self.offsets), size, size), np.uint8)  # planar: contiguous copies
         for k, frame in enumerate(self.clip_frames(index)):
             row = rows[frame] if 0 <= frame < len(rows) else -1
             if row < 0:
@@ -264,14 +284,16 @@ class ClipDataset(Dataset):
         if not 0 <= target < len(self.face_rows[i]):
             raise IndexError(f"sample {index}: frame {target} is outside track {self.track_names[i]} "
                              f"({len(self.face_rows[i])} frames)")
-        sample = {
-            "clip": self.clip(index), "mel": self.mel(index),
-            "expr": torch.tensor(self.labels["expr"][index], dtype=torch.int64),
-            "au": torch.from_numpy(np.asarray(self.labels["au"][index], np.float32).copy()),
-            "va": torch.from_numpy(np.asarray(self.labels["va"][index], np.float32).copy()),
-            "track": str(self.track_names[i]), "frame": torch.tensor(target, dtype=torch.int64),
-        }
+        sample = {"clip": self.clip(index), "mel": self.mel(index), **self.targets(index),
+                  "track": str(self.track_names[i]), "frame": torch.tensor(target, dtype=torch.int64)}
         return self.augment(sample) if self.augment is not None else sample
+
+    def targets(self, index: int | np.ndarray) -> dict[str, torch.Tensor]:
+        """The labels and the unlabelled flags of sample `index` (or of an array of samples, stacked)."""
+        return {"expr": torch.as_tensor(self.labels["expr"][index], dtype=torch.int64),
+                "au": torch.tensor(self.labels["au"][index], dtype=torch.float32),
+                "va": torch.tensor(self.labels["va"][index], dtype=torch.float32),
+                "unlabelled": torch.tensor(self.labels["unlabelled"][index], dtype=torch.bool)}
 
     def labelled_indices(self) -> np.ndarray:
         """Samples with a label shown for at least one task."""
@@ -279,7 +301,7 @@ class ClipDataset(Dataset):
                               | ~np.isnan(self.labels["va"]).any(axis=1))
 
     def unlabelled_indices(self) -> np.ndarray:
-        """Samples with no label shown for any task."""
+        """Samples with no label shown for any task (on the training side: unlabelled for some task)."""
         return np.setdiff1d(np.arange(len(self)), self.labelled_indices())
 
     @classmethod
@@ -287,9 +309,12 @@ class ClipDataset(Dataset):
                        partition_path: str | os.PathLike, side: str = "train", clip_length: int = 8,
                        dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
                        audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
-                       augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
+                       crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
         """The frames of one side of the partition: for "train" its labelled train frames and its
-        unlabelled pool, for "val" its labelled val frames; labels shown for the side's (frame, task) rows."""
+        unlabelled pool, for "val" its labelled val frames. Labels are shown for the side's (frame, task)
+        rows only, and "unlabelled" flags the (frame, task) rows the partition lists as unlabelled (train
+        side only). A (frame, task) pair on the other side gets neither: a frame that is train for one
+        task and val for another is trained on for the first task and on nothing else."""
         if side not in ("train", "val"):
             raise ValueError(f"dataset side {side!r}: expected train or val")
         rows = pq.read_table(partition_path)
@@ -315,10 +340,13 @@ class ClipDataset(Dataset):
             raise ValueError(f"{partition_path}: ({samples.column('track')[k]}, {samples.column('frame')[k]}) "
                              f"has no row in {labels_path}; rerun the partition stage")
         label_rows = order[at]
-        shown = {}
-        for task in TASKS:
+        def flagged(task: str, side: str) -> np.ndarray:
             task_rows = rows.filter(pc.and_(pc.equal(rows.column("task"), task), pc.equal(rows.column("side"), side)))
-            shown[task] = np.isin(sample_keys, keys(task_rows))
+            return np.isin(sample_keys, keys(task_rows))
+
+        shown = {task: flagged(task, side) for task in TASKS}
+        unlabelled = np.stack([flagged(task, "unlabelled") if side == "train" else np.zeros(len(sample_keys), bool)
+                               for task in TASKS], axis=1)
         valence = labels.column("valence").to_numpy()[label_rows]
         arousal = labels.column("arousal").to_numpy()[label_rows]
         expr = labels.column("expr").to_numpy()[label_rows].astype(np.int64)
@@ -328,10 +356,11 @@ class ClipDataset(Dataset):
             "expr": np.where(shown["expr"], expr, -1),
             "au": np.where(shown["au"][:, None], au, -1.0).astype(np.float32),
             "va": np.where(shown["va"][:, None], va, np.nan).astype(np.float32),
+            "unlabelled": unlabelled,
         }
         return cls(interim_dir, samples, clip_length=clip_length, dilation=dilation, anchor=anchor,
                    window_s=window_s, audio_mean=audio_mean, audio_std=audio_std, top_db=top_db,
-                   augment=augment, labels=arrays)
+                   crop_size=crop_size, augment=augment, labels=arrays)
 
 
 class MixedBatchSampler(Sampler):

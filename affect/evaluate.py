@@ -28,9 +28,9 @@ from tqdm import tqdm
 from affect import plots
 from affect.annotations import write_annotation
 from affect.data import ClipDataset
-from affect.metrics import evaluate_predictions
+from affect.metrics import AU_THRESHOLD, evaluate_predictions
 from affect.model import TSAV, load_model
-from affect.schema import AUS, TASKS
+from affect.schema import AUS, EXPRESSIONS, TASKS
 from affect.shards import atomic_path
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def run_model(model: TSAV, dataset, batch_size: int, desc: str = "predict") -> d
     """The model's outputs on every item of `dataset` (on the model's device), in dataset order, with the items' labels.
 
     Returns "track" (N,) str, "frame" (N,) int64, "expr_prob" (N, 7) softmax, "expr" (N,) argmax class,
-    "au_prob" (N, 12) sigmoid, "au" (N, 12) 0/1 at 0.5, "va" (N, 2) in [-1, 1], and the labels
+    "au_prob" (N, 12) sigmoid, "au" (N, 12) 0/1 (present where au_prob >= AU_THRESHOLD), "va" (N, 2) in
+    [-1, 1], and the labels
     "true_expr" (N,), "true_au" (N, 12), "true_va" (N, 2) (-1 / NaN where the dataset shows none).
     """
     model.eval()
@@ -62,14 +63,14 @@ def run_model(model: TSAV, dataset, batch_size: int, desc: str = "predict") -> d
             parts["true_expr"].append(batch["expr"].numpy())
             parts["true_au"].append(batch["au"].numpy())
             parts["true_va"].append(batch["va"].numpy())
-    widths = {"expr_prob": 7, "au_prob": len(AUS), "va": 2, "true_au": len(AUS), "true_va": 2}
+    widths = {"expr_prob": len(EXPRESSIONS), "au_prob": len(AUS), "va": 2, "true_au": len(AUS), "true_va": 2}
     result = {"track": np.asarray(parts.pop("track"), dtype=object)}
     for key, chunks in parts.items():
         empty = np.zeros((0, widths[key]) if key in widths else (0,), np.float32)
         result[key] = np.concatenate(chunks) if chunks else empty
     result["frame"] = result["frame"].astype(np.int64)
     result["expr"] = result["expr_prob"].argmax(axis=1) if len(result["frame"]) else np.zeros(0, np.int64)
-    result["au"] = (result["au_prob"] >= 0.5).astype(np.int8)
+    result["au"] = (result["au_prob"] >= AU_THRESHOLD).astype(np.int8)
     return result
 
 
@@ -163,10 +164,11 @@ def write_json(data: dict, path: str | os.PathLike) -> None:
 
 
 def evaluate(models: dict[str, str | os.PathLike], interim_dir: str | os.PathLike, labels_path: str | os.PathLike,
-             partition_path: str | os.PathLike, out_dir: str | os.PathLike, clip: dict, audio: dict,
+             partition_path: str | os.PathLike, out_dir: str | os.PathLike, loader_options: dict,
              batch_size: int = 32, timeline_tracks: int = 3, predict_with: str = "teacher") -> dict:
     """Metrics of every model (name -> checkpoint) on the validation side, plots, and `predict_with`'s prediction files.
 
+    `loader_options`: ClipDataset's keyword arguments (affect.data.loader_options of the params).
     Writes `out_dir/metrics.json` ({model: {task: criterion and parts}}), `out_dir/plots/<model>/...`,
     `out_dir/plots/timeline/<track>.png` for the first `timeline_tracks` validation tracks, and
     `out_dir/predictions/{VA,EXPR,AU}/<track>.txt`. Returns the metrics.
@@ -175,9 +177,6 @@ def evaluate(models: dict[str, str | os.PathLike], interim_dir: str | os.PathLik
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if predict_with not in models:
         raise ValueError(f"evaluate.predict_with {predict_with!r}: expected one of {', '.join(models)}")
-    loader_options = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                          window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
-                          top_db=audio["top_db"])
     dataset = ClipDataset.from_partition(interim_dir, labels_path, partition_path, side="val", **loader_options)
     if len(dataset) == 0:
         raise ValueError(f"{partition_path}: no frame on the validation side; nothing to evaluate")

@@ -1,8 +1,14 @@
 """The per-task losses: cross-entropy (expression), binary cross-entropy (AU), 1 - CCC (valence/arousal).
 
-Each loss runs over the samples labelled for its task only (expr -1, au -1 or va NaN mark "no label");
-a batch without any label for a task gives an exact zero that still touches the outputs, so every head
-stays in the autograd graph (DistributedDataParallel needs that) and nothing is ever NaN.
+Every (sample, task) pair of a training batch is exactly one of:
+- labelled: its label is shown (expr >= 0, au >= 0, va finite) and it gets the supervised loss;
+- unlabelled: the batch's "unlabelled" flag (B, 3) in TASKS order is set (the partition's `unlabelled`
+  side) and, with the Mean Teacher, it gets the consistency loss towards the teacher;
+- neither (held out for validation, or simply not in the task's data): it gets no loss at all.
+A missing label alone never makes a pair unlabelled data: the flags come from the partition.
+
+A batch without any pair for a loss gives an exact zero that still touches the outputs, so every head stays
+in the autograd graph (DistributedDataParallel needs that) and nothing is ever NaN.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from affect.metrics import ccc
+from affect.metrics import AU_THRESHOLD, ccc
+from affect.schema import TASKS
 
 
 def _zero(outputs: torch.Tensor) -> torch.Tensor:
@@ -63,20 +70,30 @@ def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.T
 
 
 def teacher_targets(task: str, teacher: torch.Tensor, kind: str) -> torch.Tensor:
-    """The student's target from the teacher's output: hard (argmax, threshold 0.5, VA values) or soft."""
+    """The student's target from the teacher's output: hard (argmax, AU probability >= AU_THRESHOLD, the
+    metric's own threshold, VA values) or soft (softmax, sigmoid, VA values)."""
     if kind not in ("hard", "soft"):
         raise ValueError(f"consistency targets {kind!r}: expected hard or soft")
     teacher = teacher.float()
     if task == "expr":
         return teacher.argmax(dim=1) if kind == "hard" else teacher.softmax(dim=1)
     if task == "au":
-        return (teacher > 0).float() if kind == "hard" else teacher.sigmoid()
+        probability = teacher.sigmoid()
+        return (probability >= AU_THRESHOLD).float() if kind == "hard" else probability
     return teacher
+
+
+def unlabelled_mask(batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
+    """(B,) bool: the samples of `batch` that are unlabelled training data for `task` (its "unlabelled" flags)."""
+    if "unlabelled" not in batch:
+        raise ValueError("the batch has no 'unlabelled' flags: the consistency loss needs the partition's "
+                         "unlabelled pairs (affect.data.ClipDataset.from_partition provides them)")
+    return batch["unlabelled"][:, TASKS.index(task)].bool()
 
 
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor], kind: str = "hard") -> dict[str, torch.Tensor]:
-    """Per task, the same loss towards the teacher's targets on the samples that lack that task's label."""
+    """Per task, the same loss towards the teacher's targets on the samples flagged unlabelled for that task."""
     return {task: LOSSES[task](student[task], teacher_targets(task, teacher[task], kind),
-                               ~LABELLED[task](batch[task]))
+                               unlabelled_mask(batch, task))
             for task in student}

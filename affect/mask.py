@@ -2,6 +2,26 @@
 
 Face parts are a table of point indices per landmark scheme, so another scheme needs only a new entry of
 FACE_PARTS. `left` / `right` mean left / right in the image. Polygons list their points in drawing order.
+
+`tsav_lines` is TSAV's mask as TSAV draws it: `draw_mask` in kuhnkeF/ABAW2020TNT, `face_alignment.py`
+(the code released with Kuhnke et al., "Two-Stream Aural-Visual Affect Analysis in the Wild", FG 2020).
+It draws seven 1-pixel polylines of 68-point (iBUG) landmarks, rounded to whole pixels, in this order and
+grey level; each part is mapped here to the 106-point numbering with the same number of points:
+
+| TSAV part (68-point indices)      | grey | closed | 106-point indices (image order)             |
+|-----------------------------------|------|--------|---------------------------------------------|
+| mouth_outer 48..59 (12)           | 255  | yes    | lips: 52 64 63 71 67 68 61 58 59 53 56 55    |
+| left_eyebrow 17..21 (5)           | 223  | no     | 43 48 49 51 50 (upper edge, outer to inner) |
+| right_eyebrow 22..26 (5)          | 191  | no     | 102 103 104 105 101 (inner to outer)        |
+| left_eye 36..41 (6)               | 159  | yes    | 35 41 42 39 37 36 (corner, upper, corner, lower) |
+| right_eye 42..47 (6)              | 127  | yes    | 89 95 96 93 91 90                           |
+| nose_bridge 28..30 (3, no root 27)| 63   | no     | 73 74 86 (72, the root, left out)           |
+| chin 6..10 (5)                    | 31   | no     | 5 7 0 23 21                                 |
+
+The 68-point jaw (0..16) samples the same temple-to-temple contour as the 106-point one (33 points, every
+other point), so jaw point j is the 2j-th point of `face_contour`: the chin 6..10 is its points 12..20 in
+steps of 2. The 68-point eye has two lid points above and below where the 106-point eye has three; the
+outer two of each lid are kept. Later parts overwrite earlier ones where they cross, as in TSAV.
 """
 
 from __future__ import annotations
@@ -24,14 +44,18 @@ FACE_PARTS: dict[str, dict[str, list[int]]] = {
                          24, 23, 22, 21, 20, 19, 18, 32, 31, 30, 29, 28, 27, 26, 25, 17],  # temple to temple
         "left_brow": [43, 48, 49, 51, 50, 46, 47, 45, 44],       # outline, upper edge first (outer to inner)
         "right_brow": [102, 103, 104, 105, 101, 100, 99, 98, 97],  # outline, upper edge first (inner to outer)
-        "left_brow_line": [43, 48, 49, 51, 50],                  # upper edge, as the 68-point brow
-        "right_brow_line": [102, 103, 104, 105, 101],
         "left_eye": [35, 41, 40, 42, 39, 37, 33, 36],
         "right_eye": [89, 95, 94, 96, 93, 91, 87, 90],
         "nose": [72, 81, 82, 83, 84, 85, 80, 79, 78, 77, 76, 75],  # root, wings, base
-        "nose_bridge": [72, 73, 74, 86],
         "lips": [52, 64, 63, 71, 67, 68, 61, 58, 59, 53, 56, 55],  # outer lip line
         "inner_mouth": [65, 66, 62, 70, 69, 57, 60, 54],           # inner lip line
+        # TSAV's 68-point parts (module docstring)
+        "tsav_left_brow": [43, 48, 49, 51, 50],
+        "tsav_right_brow": [102, 103, 104, 105, 101],
+        "tsav_left_eye": [35, 41, 42, 39, 37, 36],
+        "tsav_right_eye": [89, 95, 96, 93, 91, 90],
+        "tsav_nose_bridge": [73, 74, 86],
+        "tsav_chin": [5, 7, 0, 23, 21],
     },
 }
 FACE_PARTS["2d106det"] = FACE_PARTS["pfld106"]
@@ -40,10 +64,10 @@ FACE_PARTS["2d106det"] = FACE_PARTS["pfld106"]
 # the contour and the brows.
 REGIONS = [("face", 40), ("nose", 80), ("left_brow", 110), ("right_brow", 130), ("left_eye", 160),
            ("right_eye", 180), ("lips", 215), ("inner_mouth", 255)]
-# tsav_lines: TSAV's 1-pixel polylines (part, grey level, closed), method.md section 3.
-TSAV_LINES = [("face_contour", 31, False), ("nose_bridge", 63, False), ("right_eye", 127, True),
-              ("left_eye", 159, True), ("right_brow_line", 191, False), ("left_brow_line", 223, False),
-              ("lips", 255, True)]
+# tsav_lines: TSAV's 1-pixel polylines (part, grey level, closed) in TSAV's drawing order (module docstring).
+TSAV_LINES = [("lips", 255, True), ("tsav_left_brow", 223, False), ("tsav_right_brow", 191, False),
+              ("tsav_left_eye", 159, True), ("tsav_right_eye", 127, True), ("tsav_nose_bridge", 63, False),
+              ("tsav_chin", 31, False)]
 STYLES = ("regions", "tsav_lines")
 SHIFT = 4  # sub-pixel bits for cv2 drawing
 
@@ -72,8 +96,8 @@ def render_mask(landmarks: np.ndarray, style: str = "regions", scheme: str = "pf
             cv2.fillPoly(mask, [polygon], level, lineType=cv2.LINE_8, shift=SHIFT)
     else:
         for part, level, closed in TSAV_LINES:
-            cv2.polylines(mask, [_points(landmarks, parts[part])], closed, level, thickness=1,
-                          lineType=cv2.LINE_8, shift=SHIFT)
+            points = np.rint(landmarks[parts[part]]).astype(np.int32)  # whole pixels, as TSAV
+            cv2.polylines(mask, [points], closed, level, thickness=1, lineType=cv2.LINE_8)
     return mask
 
 
@@ -96,8 +120,9 @@ def masks_for_landmarks(landmarks: pa.Table, style: str = "regions", scheme: str
 
 
 def masks_part(landmarks_dir: str | os.PathLike, out_dir: str | os.PathLike, style: str = "regions",
-               scheme: str = "pfld106", jobs: int = 0) -> list[Path]:
-    """MASKS shards for every landmarks shard of a part, same names, row for row."""
-    render_mask(np.zeros((N_LANDMARKS, 2)), style, scheme)  # fail early on a bad style or scheme
-    return map_shards(partial(masks_for_landmarks, style=style, scheme=scheme), landmarks_dir, out_dir, jobs,
-                      no_setup, (), "masks")
+               scheme: str = "pfld106", size: int = CROP_SIZE, jobs: int = 0) -> list[Path]:
+    """MASKS shards for every landmarks shard of a part, same names, row for row; `size` is the crops' side
+    (align.crop_size), the landmarks being in crop pixels."""
+    render_mask(np.zeros((N_LANDMARKS, 2)), style, scheme, size)  # fail early on a bad style or scheme
+    return map_shards(partial(masks_for_landmarks, style=style, scheme=scheme, size=size), landmarks_dir, out_dir,
+                      jobs, no_setup, (), "masks")

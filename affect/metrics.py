@@ -2,9 +2,15 @@
 
 Each criterion is computed over the frames labelled for its task only, and returns None when there is no
 such frame (the task is absent from the evaluated set, which is not the same as scoring 0).
+Unlabelled markers are those of the annotation files and of the loader alike: expression -1, AU -1, and
+valence/arousal NaN or -5 (either value), so raw ABAW arrays can be scored as they are read.
 Where a score is undefined, the rule of the ABAW2 organisers' evaluation code (scikit-learn defaults) holds:
-- expression macro F1 averages over the classes present in the labels or in the predictions (a class absent
-  from both is left out; a class predicted but never true scores 0);
+- expression macro F1 (`f1`, the one the criterion uses) averages over the classes present in the labels or
+  in the predictions (a class absent from both is left out; a class predicted but never true scores 0).
+  That is the organisers' number, so the criterion stays comparable with published ABAW2 results (on the
+  official validation set every class occurs and both averages agree). On a small validation side where
+  classes are missing it is higher than the average over all 7 classes, which is reported beside it as
+  `f1_all_classes` (an absent class scores 0);
 - the F1 of an AU with no positive label and no positive prediction is 0;
 - a CCC with a zero denominator (both sequences constant and equal) is 0, and constant predictions give 0.
 """
@@ -14,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from affect.schema import AUS
+from affect.schema import AUS, EXPRESSIONS
 
-AU_THRESHOLD = 0.5
+AU_THRESHOLD = 0.5  # an AU is present where its probability is >= this: metrics, prediction files, pseudo-labels
+VA_UNLABELLED = -5.0  # the annotation files' marker for an unannotated valence/arousal frame
 
 
 def ccc(x, y):
@@ -44,7 +51,8 @@ def expr_criterion(true, pred) -> dict | None:
     """0.67 macro F1 + 0.33 accuracy over frames with an expression label (true >= 0).
 
     `true`: (N,) class 0..6, -1 = unlabelled. `pred`: (N,) class, or (N, 7) logits/probabilities (argmax).
-    Returns {"criterion", "f1", "accuracy", "frames"} or None without a labelled frame.
+    Returns {"criterion", "f1", "f1_all_classes", "accuracy", "frames"} or None without a labelled frame;
+    the criterion uses `f1` (the organisers' average over the classes present, module docstring).
     """
     true, pred = _numpy(true).astype(np.int64), _numpy(pred)
     if pred.ndim == 2:
@@ -57,8 +65,10 @@ def expr_criterion(true, pred) -> dict | None:
         return None
     true, pred = true[keep], pred[keep]
     f1 = float(f1_score(true, pred, average="macro", zero_division=0))
+    f1_all = float(f1_score(true, pred, labels=range(len(EXPRESSIONS)), average="macro", zero_division=0))
     accuracy = float(accuracy_score(true, pred))
-    return {"criterion": 0.67 * f1 + 0.33 * accuracy, "f1": f1, "accuracy": accuracy, "frames": int(keep.sum())}
+    return {"criterion": 0.67 * f1 + 0.33 * accuracy, "f1": f1, "f1_all_classes": f1_all, "accuracy": accuracy,
+            "frames": int(keep.sum())}
 
 
 def au_criterion(true, prob, threshold: float = AU_THRESHOLD) -> dict | None:
@@ -88,15 +98,16 @@ def au_criterion(true, prob, threshold: float = AU_THRESHOLD) -> dict | None:
 
 
 def va_criterion(true, pred) -> dict | None:
-    """Mean of the CCC of valence and of arousal over frames with both labelled (finite in `true`).
+    """Mean of the CCC of valence and of arousal over frames with both labelled.
 
-    `true`: (N, 2) valence, arousal, NaN = unlabelled. `pred`: (N, 2).
+    `true`: (N, 2) valence, arousal; a frame is unlabelled where either value is NaN or -5 (VA_UNLABELLED).
+    `pred`: (N, 2).
     Returns {"criterion", "ccc_valence", "ccc_arousal", "frames"} or None without a labelled frame.
     """
     true, pred = _numpy(true).astype(np.float64), _numpy(pred).astype(np.float64)
     if true.shape != pred.shape or true.ndim != 2 or true.shape[1] != 2:
         raise ValueError(f"VA labels {true.shape} and predictions {pred.shape} must both be (N, 2)")
-    keep = np.isfinite(true).all(axis=1)
+    keep = (np.isfinite(true) & (true != VA_UNLABELLED)).all(axis=1)
     if not keep.any():
         return None
     true, pred = true[keep], pred[keep]

@@ -2,17 +2,23 @@
 
 A row (track, frame, task, side) says that the frame's label for the task is on the `train` or `val`
 side, or, with side `unlabelled`, that the frame has no label for the task and lies on the training
-side, so the Mean Teacher may use it as unlabelled data for that task. Modes (method.md section 5):
+side, so the Mean Teacher may use it as unlabelled data for that task. A (frame, task) pair has at most
+one row; a pair without a row gets nothing in training. The training loader turns the rows into the
+loss masks (affect.data, affect.losses): `train` gets the supervised loss, `unlabelled` the consistency
+loss, `val` and pairs without a row no loss at all. Modes (docs/method.md, "Splits"):
 
 - `random_frames` (the paper): each task's labelled frames are split at random, `ratio` of them to
-  train. A frame may be train for one task and val for another. Held out (never unlabelled data):
-  every frame on the val side of any task.
+  train. A frame may be train for one task and val for another: it is then kept for the task it is
+  train for, and only for that one (its val task, and any task it has no label for, get no row: a
+  frame on the val side of any task is never unlabelled data).
 - `by_video` (default): the videos with at least one labelled frame are shuffled and the first
   round(ratio * n) of them (at least one on each side when n >= 2) go to train; all their tracks
   and frames follow, so neighbouring frames and the two people of one video never straddle the split.
-  Videos without any label are training side. Held out: every frame of a val video.
-- `official`: a track's labels for a task are train in Train_Set, val in Validation_Set. Held out:
-  every frame of a video that has a track in Validation_Set for any task.
+  Videos without any label are training side. Held out: every frame of a val video, for every task.
+- `official`: a track's labels for a task are train in Train_Set, val in Validation_Set. A track in
+  Validation_Set for one task and Train_Set for another keeps its Train_Set labels (the organisers'
+  sets say they are training data) and nothing else: every frame of a video that has a track in
+  Validation_Set for any task is held out from the unlabelled pools.
 
 The training side is everything that is not held out. Rows are ordered by task (va, expr, au), then
 track and frame; the same labels, mode, ratio and seed give the same rows.
@@ -125,6 +131,41 @@ def partition(labels: pa.Table, mode: str = "by_video", ratio: float = 0.8, seed
             pa.DictionaryArray.from_arrays(codes, pa.array(SIDES)).cast(pa.string()),
         ], schema=PARTITION))
     return pa.concat_tables(parts).combine_chunks()
+
+
+def keep_labels(table: pa.Table, fraction: float, seed: int = 0, videos: dict[str, str] | None = None) -> pa.Table:
+    """PARTITION rows with only a seeded `fraction` of each task's training labels kept, for the
+    semi-supervised curve (criterion against the share of labels kept). The unit is the video: per task,
+    the videos with `train` rows for it are shuffled (seed, task) and the first round(fraction * n) of them
+    (at least one when fraction > 0) keep their labels; the `train` rows of the others become `unlabelled`,
+    so they join that task's unlabelled pool, except on frames that are on the val side of another task
+    (random_frames), which are never unlabelled data: those rows are dropped. The validation side is
+    untouched, so runs with different fractions are scored on the same frames. `videos` maps track -> video
+    (default: `video_of`)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"partition label_fraction {fraction}: expected a share in [0, 1]")
+    if fraction == 1.0 or table.num_rows == 0:
+        return table
+    track = table.column("track").to_numpy(zero_copy_only=False)
+    video = np.asarray([videos.get(t, video_of(t)) if videos else video_of(t) for t in track], dtype=object)
+    task = table.column("task").to_numpy(zero_copy_only=False)
+    side = table.column("side").to_numpy(zero_copy_only=False).astype(object)
+    frame = table.column("frame").to_numpy()
+    names = {t: i for i, t in enumerate(np.unique(track.astype(str)))}
+    key = np.asarray([names[t] for t in track], np.int64) << 32 | frame.astype(np.int64)
+    held_out = np.isin(key, key[side == "val"])
+    for k, name in enumerate(TASKS):
+        train = (task == name) & (side == "train")
+        candidates = np.unique(video[train].astype(str))
+        n_keep = int(round(fraction * candidates.size))
+        n_keep = max(n_keep, 1) if fraction > 0 and candidates.size else n_keep
+        order = np.random.default_rng([seed, k]).permutation(candidates.size)
+        dropped = np.isin(video.astype(str), candidates[order[n_keep:]]) & train
+        side[dropped] = np.where(held_out[dropped], None, "unlabelled")
+        log.info("%s: labels of %d of %d training videos kept (label_fraction %s)", name, n_keep, candidates.size,
+                 fraction)
+    table = table.set_column(3, "side", pa.array(side, pa.string()))
+    return table.filter(pc.is_valid(table.column("side")))
 
 
 def partition_counts(table: pa.Table) -> dict[str, dict[str, int]]:

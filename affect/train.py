@@ -1,15 +1,17 @@
 """The training engine: supervised or multi-task Mean Teacher training of any model returning task outputs.
 
-`fit` trains `student` on a stream of batches (dicts of tensors holding the model's inputs and the task
-labels "expr" (-1 = none), "au" (-1 = none), "va" (NaN = none)); the model is called as
+`fit` trains `student` on a stream of batches (dicts of tensors holding the model's inputs, the task
+labels "expr" (-1 = none), "au" (-1 = none), "va" (NaN = none) and, for the Mean Teacher, the (B, 3)
+"unlabelled" flags in TASKS order that say which (sample, task) pairs are unlabelled data); the model is called as
 `model(*[batch[name] for name in config.inputs])` and returns a dict of task outputs, and the losses are
 those of `affect.losses` for every task it returns. The same engine trains TSAV in the `train` stage and a
 small MLP in the tests.
 
 One step: the student's supervised losses on the samples labelled for each task; with `mean_teacher`, the
 teacher (EMA of the student, eval mode, `affect.mean_teacher`) sees the same batch through `teacher_input`
-(random brightness for clips) and, per task, the student learns the teacher's targets on the samples lacking
-that task's label: L = L_s + w(t) L_c. Adam, then the EMA update with the global step. With `supervised`
+(random brightness for clips) and, per task, the student learns the teacher's targets on the samples flagged
+unlabelled for that task (never on a pair that merely lacks a label, such as one held out for validation):
+L = L_s + w(t) L_c. Adam, then the EMA update with the global step. With `supervised`
 the same loop runs without the teacher's forward pass and consistency loss; the EMA teacher is still kept
 (it costs one parameter average per step) so both methods write the same outputs.
 

@@ -18,11 +18,12 @@ from affect.data import CLIP_MEAN, CLIP_STD, ClipDataset, MixedBatchSampler, cli
 from affect.detect import FaceDetector
 from affect.index import build_index, find_annotations, write_index
 from affect.labels import build_labels
+from affect.losses import consistency_losses, supervised_losses
 from affect.landmarks import LandmarkModel, landmarks_for_faces
 from affect.mask import masks_for_landmarks
 from affect.mel import SILENCE_DB, floor_db, mel_part, mel_spectrogram
 from affect.partition import partition
-from affect.schema import FACES
+from affect.schema import FACES, TASKS
 from affect.shards import read_arrow, read_shards, write_parquet, write_shards
 from affect.split import split_part
 
@@ -230,6 +231,69 @@ def test_labels_are_shown_only_on_the_datasets_side(tree):
                 assert sample["va"][0] == pytest.approx(row["valence"])
 
 
+def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path, models_dir):
+    """align.crop_size 64: crops, landmarks and masks of that side, clips of that side, and a loader told
+    another size names the mismatch instead of building wrong clips."""
+    interim = tmp_path / "interim"
+    for name in ("index", "split", "mel"):
+        (interim / name).parent.mkdir(parents=True, exist_ok=True)
+        (interim / name).symlink_to(tree["interim"] / name)
+    detector = FaceDetector(models_dir / "scrfd_500m" / "det.onnx", det_size=320)
+    p = part_of(tree, "grid")
+    frames = read_arrow(interim / "split" / f"part-{p}" / "frames.arrow")
+    entries = [e for e in tree["index"].parts[p]["videos"]]
+    faces = pa.concat_tables([
+        align_video(e["path"], frames.filter(pc.equal(frames.column("video"), e["video"])).column("pts").to_numpy(),
+                    [(t["track"], t["person"]) for t in e["tracks"]], detector, crop_size=64, video=e["video"])
+        for e in entries])
+    write_shards(faces, interim / "faces" / f"part-{p}", rows_per_shard=100)
+    marks = landmarks_for_faces(faces, LandmarkModel(models_dir / "pfld106" / "landmarks.onnx"))
+    write_shards(masks_for_landmarks(marks, size=64), interim / "masks" / f"part-{p}", rows_per_shard=100)
+    points = np.asarray(marks.column("landmarks").to_pylist()[60], np.float32).reshape(-1, 2)
+    assert 0 < points.min() and points.max() < 64 * 1.1  # the jaw may end a little below the crop
+    assert points[[35, 39], 1].mean() < points[[52, 61], 1].mean()  # eyes above the mouth corners
+    assert 0.25 * 64 < points[39, 0] - points[35, 0] + points[93, 0] - points[89, 0] < 0.6 * 64  # eye widths
+    clip = ClipDataset(interim, [("grid", 60)], crop_size=64)[0]["clip"]
+    assert clip.shape == (4, 8, 64, 64) and (clip[3, -1] > black_value(3)).float().mean() > 0.2
+    with pytest.raises(ValueError, match=r"is 64x64, expected 112x112 \(align.crop_size\)"):
+        ClipDataset(interim, [("grid", 60)], crop_size=112)[0]
+
+
+@pytest.mark.parametrize("mode", ["random_frames", "by_video", "official"])
+def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode):
+    """Through the real ClipDataset and affect.losses, in every partition mode: the supervised loss reaches
+    exactly the partition's train (frame, task) pairs, the consistency loss exactly its unlabelled pairs, and
+    no pair of the validation side gets either. A pair gets a loss when its output has a nonzero gradient.
+    The tree holds the cases that leaked before: in `official`, grid is Train_Set for VA and Validation_Set
+    for EXPR, short Train_Set for VA and Validation_Set for AU; `random_frames` splits every task's frames."""
+    table = partition(tree["labels"], mode, 0.8, 0)
+    write_parquet(table, tmp_path / "partition.parquet")
+    ds = ClipDataset.from_partition(tree["interim"], tree["base"] / "labels.parquet", tmp_path / "partition.parquet")
+    sides = {(r["track"], r["frame"], r["task"]): r["side"] for r in table.to_pylist()}
+    generator = torch.Generator().manual_seed(0)
+    widths = {"expr": 7, "au": 12, "va": 2}
+    reached = {"supervised": set(), "consistency": set()}
+    keys = []
+    for batch in DataLoader(ds, batch_size=64):
+        keys += list(zip(batch["track"], batch["frame"].tolist()))
+        for kind, pairs in reached.items():
+            n = len(batch["frame"])
+            student = {task: torch.rand(n, k, generator=generator).mul(2).sub(1).requires_grad_()
+                       for task, k in widths.items()}
+            teacher = {task: torch.rand(n, k, generator=generator).mul(2).sub(1) for task, k in widths.items()}
+            losses = (supervised_losses(student, batch) if kind == "supervised"
+                      else consistency_losses(student, teacher, batch, "hard"))
+            sum(losses.values()).backward()
+            pairs |= {(batch["track"][i], int(batch["frame"][i]), task) for task in TASKS
+                      for i in np.flatnonzero(student[task].grad.abs().sum(dim=1).numpy() > 0)}
+    assert reached["supervised"] == {key for key, side in sides.items() if side == "train"}
+    assert reached["consistency"] == {key for key, side in sides.items() if side == "unlabelled"}
+    held_out = {key for key, side in sides.items() if side == "val"}
+    assert held_out and not (reached["supervised"] | reached["consistency"]) & held_out
+    if mode != "by_video":  # frames that are train for one task and val for another are in the training set
+        assert {(track, frame) for track, frame, _ in held_out} & set(keys)
+
+
 def test_two_workers_give_the_same_samples_as_none(tree):
     ds = dataset(tree, "train")
     sampler = MixedBatchSampler(ds.labelled_indices(), ds.unlabelled_indices(), 4, 0.5, seed=1, num_batches=3)
@@ -239,7 +303,7 @@ def test_two_workers_give_the_same_samples_as_none(tree):
     batches = [list(DataLoader(ds, batch_sampler=sampler, num_workers=w)) for w in (0, 2)]
     for a, b in zip(*batches):
         assert a["track"] == b["track"] and torch.equal(a["frame"], b["frame"])
-        for key in ("clip", "mel", "expr", "au", "va"):
+        for key in ("clip", "mel", "expr", "au", "va", "unlabelled"):
             assert torch.equal(a[key].nan_to_num(7), b[key].nan_to_num(7))
 
 

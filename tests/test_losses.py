@@ -1,11 +1,13 @@
 """Per-task losses over labelled samples only; consistency losses towards the teacher on the others."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from affect.losses import consistency_losses, supervised_losses, teacher_targets
-from affect.metrics import ccc
+from affect.metrics import AU_THRESHOLD, au_criterion, ccc
+from affect.schema import TASKS
 
 
 def outputs(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -16,13 +18,18 @@ def outputs(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def labels() -> dict[str, torch.Tensor]:
-    """Six samples: expression on 0-2, AU on 2-3, VA on 1, 3, 4, 5."""
+    """Six samples: expression on 0-2, AU on 2-3, VA on 1, 3, 4, 5. Unlabelled data (the partition's flags):
+    expression 3, 4; AU 0, 1, 4; VA 0, 2. Sample 5 lacks an expression and an AU label but is held out for
+    both (no flag), like a frame on the validation side of those tasks."""
     au = torch.full((6, 12), -1.0)
     au[2] = torch.tensor([1, 0] * 6, dtype=torch.float32)
     au[3] = torch.tensor([0, 1, 1] * 4, dtype=torch.float32)
     va = torch.full((6, 2), float("nan"))
     va[[1, 3, 4, 5]] = torch.tensor([[0.5, -0.2], [0.1, 0.3], [-0.4, 0.0], [0.2, 0.6]])
-    return {"expr": torch.tensor([3, 0, 6, -1, -1, -1]), "au": au, "va": va}
+    unlabelled = torch.zeros(6, len(TASKS), dtype=torch.bool)
+    for task, rows in {"expr": [3, 4], "au": [0, 1, 4], "va": [0, 2]}.items():
+        unlabelled[rows, TASKS.index(task)] = True
+    return {"expr": torch.tensor([3, 0, 6, -1, -1, -1]), "au": au, "va": va, "unlabelled": unlabelled}
 
 
 def test_supervised_losses_use_labelled_samples_only():
@@ -63,10 +70,10 @@ def test_single_va_label_is_finite():
 def test_hard_consistency_trains_unlabelled_samples_towards_teacher_decisions():
     student, teacher, batch = outputs(seed=0), outputs(seed=1), labels()
     losses = consistency_losses(student, teacher, batch, "hard")
-    expected_expr = F.cross_entropy(student["expr"][3:], teacher["expr"][3:].argmax(1))
-    unlabelled_au = [0, 1, 4, 5]
+    expected_expr = F.cross_entropy(student["expr"][3:5], teacher["expr"][3:5].argmax(1))
+    unlabelled_au = [0, 1, 4]
     expected_au = F.binary_cross_entropy_with_logits(student["au"][unlabelled_au],
-                                                     (teacher["au"][unlabelled_au].sigmoid() > 0.5).float())
+                                                     (teacher["au"][unlabelled_au].sigmoid() >= 0.5).float())
     assert torch.allclose(losses["expr"], expected_expr)
     assert torch.allclose(losses["au"], expected_au)
     rows = [0, 2]
@@ -81,11 +88,38 @@ def test_soft_targets_are_probabilities():
     assert torch.equal(teacher_targets("au", teacher["au"], "soft"), teacher["au"].sigmoid())
     student, batch = outputs(seed=0), labels()
     losses = consistency_losses(student, teacher, batch, "soft")
-    expected = -(teacher["expr"][3:].softmax(1) * student["expr"][3:].log_softmax(1)).sum(1).mean()
+    expected = -(teacher["expr"][3:5].softmax(1) * student["expr"][3:5].log_softmax(1)).sum(1).mean()
     assert torch.allclose(losses["expr"], expected)
 
 
+def test_a_held_out_pair_gets_no_loss_at_all():
+    """Sample 5 has no expression or AU label and is not unlabelled data for them: no gradient reaches it."""
+    student, teacher, batch = outputs(seed=0), outputs(seed=1), labels()
+    losses = supervised_losses(student, batch) | {f"c_{k}": v for k, v in
+                                                  consistency_losses(student, teacher, batch, "hard").items()}
+    sum(losses.values()).backward()
+    assert torch.equal(student["expr"].grad[5], torch.zeros(7)) and torch.equal(student["au"].grad[5], torch.zeros(12))
+    assert student["expr"].grad[4].abs().sum() > 0 and student["au"].grad[4].abs().sum() > 0
+
+
 def test_fully_labelled_batch_has_no_consistency():
-    batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2)}
+    batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2),
+             "unlabelled": torch.zeros(6, 3, dtype=torch.bool)}
     losses = consistency_losses(outputs(seed=0), outputs(seed=1), batch, "hard")
     assert all(float(value.detach()) == 0.0 for value in losses.values())
+
+
+def test_consistency_needs_the_partitions_flags():
+    batch = {key: value for key, value in labels().items() if key != "unlabelled"}
+    with pytest.raises(ValueError, match="'unlabelled' flags"):
+        consistency_losses(outputs(seed=0), outputs(seed=1), batch, "hard")
+
+
+def test_au_pseudo_labels_and_the_metric_share_one_threshold():
+    """A teacher AU probability exactly at the threshold is a present AU for the pseudo-label and the metric."""
+    logits = torch.tensor([[0.0, -1e-4, 1e-4] * 4])
+    hard = teacher_targets("au", logits, "hard")
+    assert hard.tolist() == [[1.0, 0.0, 1.0] * 4]
+    true = hard.numpy().astype(int)
+    assert au_criterion(true, logits.sigmoid().numpy())["accuracy"] == 1.0
+    assert AU_THRESHOLD == 0.5

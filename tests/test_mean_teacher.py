@@ -29,7 +29,9 @@ def tiny_batches(steps: int):
         for step in range(start, steps):
             generator = torch.Generator().manual_seed(step)
             x = torch.randn(6, 5, generator=generator)
-            yield {"x": x, "expr": torch.tensor([0, 1, 2, -1, -1, -1])}
+            unlabelled = torch.zeros(6, 3, dtype=torch.bool)
+            unlabelled[3:, 1] = True  # expression is the second of TASKS
+            yield {"x": x, "expr": torch.tensor([0, 1, 2, -1, -1, -1]), "unlabelled": unlabelled}
     return batches
 
 

@@ -97,6 +97,30 @@ def test_expr_hand_made_with_absent_class_and_unlabelled_frames():
     assert result["accuracy"] == pytest.approx(3 / 5)
     assert result["frames"] == 5
     assert result["criterion"] == pytest.approx(0.67 * f1 + 0.33 * 3 / 5)
+    assert result["f1_all_classes"] == pytest.approx((2 / 3 + 4 / 5) / 7)  # classes 2, 3, 5 absent: 0 each
+
+
+def test_expr_f1_over_the_classes_present_and_over_all_seven():
+    """A small validation side with two classes, mostly right: the organisers' F1 (`f1`, the criterion's)
+    averages over the 2 classes seen; `f1_all_classes` over all 7 is much lower."""
+    true = np.array([4] * 8 + [0] * 2)
+    pred = np.array([4] * 8 + [4, 0])
+    result = expr_criterion(true, pred)
+    f1_happy, f1_neutral = 2 * 8 / (2 * 8 + 1), 2 / 3
+    assert result["f1"] == pytest.approx((f1_happy + f1_neutral) / 2)
+    assert result["f1_all_classes"] == pytest.approx((f1_happy + f1_neutral) / 7)
+    assert result["criterion"] == pytest.approx(0.67 * result["f1"] + 0.33 * 0.9)
+
+
+def test_va_on_raw_abaw_arrays_treats_minus_five_as_unlabelled():
+    """Raw annotation values: -5 in either column marks an unannotated frame (method.md), like NaN."""
+    rng = np.random.default_rng(4)
+    true = np.round(rng.uniform(-1, 1, (60, 2)), 3)
+    true[::4] = -5.0
+    true[1::10, 1] = -5.0  # arousal alone unannotated
+    result = va_criterion(true, np.where(true == -5, 0.3, true))
+    assert result["criterion"] == pytest.approx(1.0)
+    assert result["frames"] == 60 - 15 - 6  # rows 0, 4, ..., 56 and 1, 11, ..., 51
 
 
 def test_au_criterion_is_positive_class_f1_against_counts():

@@ -22,10 +22,11 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from affect.data import ClipDataset, MixedBatchSampler
+from affect.data import ClipDataset, MixedBatchSampler, loader_options
 from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
 from affect.model import TSAV, load_model
+from affect.schema import TASKS
 from affect.train import TrainConfig, fit, predict, validation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,8 @@ class Digits:
         self.unlabelled = np.setdiff1d(train, self.labelled)
         self.target = torch.full((len(y),), -1)
         self.target[self.labelled] = torch.tensor(y[self.labelled])
+        self.unlabelled_flags = torch.zeros(len(y), len(TASKS), dtype=torch.bool)  # the engine's (B, 3) flags
+        self.unlabelled_flags[self.unlabelled, TASKS.index("expr")] = True
 
     def batches(self, batch_size: int, labelled_fraction: float, seed: int, steps: int, rank: int = 0,
                 world_size: int = 1):
@@ -70,7 +73,8 @@ class Digits:
             sampler = MixedBatchSampler(self.labelled, self.unlabelled, batch_size, labelled_fraction, seed, steps,
                                         start_batch=start, rank=rank, world_size=world_size)
             for b, indices in enumerate(sampler, start):
-                batch = {"pixels": self.pixels[indices], "expr": self.target[indices]}
+                batch = {"pixels": self.pixels[indices], "expr": self.target[indices],
+                         "unlabelled": self.unlabelled_flags[indices]}
                 yield gaussian(0.1)(batch, torch.Generator().manual_seed(seed * 100_003 + b))
         return batches
 
@@ -214,11 +218,9 @@ def check_train_stage(data: Path, project: Path) -> None:
     for task in ("expr", "au", "va"):
         assert len(rows[f"train/supervised/{task}"]) == 3 and f"train/consistency/{task}" in rows
 
-    clip, audio = params["clip"], params["audio"]
-    loader = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                  window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"], top_db=audio["top_db"])
     sides = {side: ClipDataset.from_partition(project / "data" / "interim", project / "data/processed/labels.parquet",
-                                              project / "data/processed/partition.parquet", side=side, **loader)
+                                              project / "data/processed/partition.parquet", side=side,
+                                              **loader_options(params))
              for side in ("train", "val")}
     trivial = trivial_criteria(sides["val"], sides["train"])
     fixed = next(iter(torch.utils.data.DataLoader(
