@@ -28,11 +28,11 @@ from tests.sshd import SSHServer, keygen
 pytestmark = pytest.mark.slow
 
 # DVC keeps a stage out of the run-cache when one of its `outs:` has `cache: false` (dvc/stage/__init__.py:
-# `no_cache_outs`); `train` (dvclive/plots) and `evaluate` (data/evaluate/plots) have one, so their results
-# never enter the run-cache. Declaring those folders under the stages' `plots:` instead (still cache: false)
-# lets them in.
-RUN_CACHE_GAP = ("train and evaluate are not in DVC's run-cache: their outs dvclive/plots and data/evaluate/plots "
-                 "are `cache: false` outs; declared as stage `plots:` they would be")
+# `no_cache_outs`; metrics and plots are exempt). `train` (dvclive/plots) and `evaluate` (data/evaluate/plots)
+# have one, so their results never enter the run-cache. Cached (the default) they would; declared as stage
+# `plots:` they would too, but then `dvc plots show` also draws every raw file in those folders.
+RUN_CACHE_GAP = ("train and evaluate are not in DVC's run-cache: dvclive/plots and data/evaluate/plots are "
+                 "`cache: false` outs")
 
 # A refused key must end `dvc push` with DVC's error within this many seconds (no password prompt, no hang).
 REFUSED_WITHIN_S = 30
