@@ -198,7 +198,8 @@ def test_experiments_shared_through_git_and_ssh(demo_pipeline, sshd, steps, tmp_
     """Two experiments pushed (`dvc exp push --run-cache`: git refs to a bare repository, outputs and run
     records to the SSH remote). In a fresh clone, `dvc exp pull` brings both: `dvc exp show` lists them with
     their params and metrics, and `dvc exp apply` gives the same model. In another, a newcomer who sets the
-    same params gets the results from the shared run-cache (`dvc repro --pull`) without training."""
+    same params gets the results from the shared run-cache (`dvc pull --run-cache`, then `dvc repro`) without
+    training."""
     project = copy_project(demo_pipeline, tmp_path / "project")
     origin = tmp_path / "origin.git"
     run(tmp_path, "git", "init", "-q", "--bare", "-b", "main", str(origin))
@@ -232,7 +233,8 @@ def test_experiments_shared_through_git_and_ssh(demo_pipeline, sshd, steps, tmp_
     params = yaml.safe_load((newcomer / "params.yaml").read_text())
     params["train"]["method"] = "supervised"
     (newcomer / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    repro = steps("dvc repro --pull (run-cache)", dvc, newcomer, "repro", "--pull")
+    steps("dvc pull --run-cache", dvc, newcomer, "pull", "--run-cache")
+    repro = steps("dvc repro (from the run-cache)", dvc, newcomer, "repro")
     restored = set(re.findall(r"Stage '([^']+)' is cached - skipping run", repro.stdout))
     assert {"train", "evaluate"} <= restored, repro.stdout
     assert not ran(repro.stdout) - restored, f"a stage ran instead of coming from the run-cache:\n{repro.stdout}"
