@@ -26,9 +26,9 @@ EXTRA = dict(unlabelled_rate=2.0, row_mismatch_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, models_dir):
+def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "raw"
-    synth.generate(root, **PLAN, **EXTRA, models_dir=models_dir, jobs=1)
+    synth.generate(root, **PLAN, **EXTRA, jobs=1)
     return root
 
 
@@ -162,11 +162,11 @@ def test_audio_loudness_follows_arousal(demo):
     assert rhos and min(rhos) > 0.5, rhos
 
 
-def test_same_seed_same_bytes(demo, models_dir, tmp_path):
+def test_same_seed_same_bytes(demo, tmp_path):
     again = tmp_path / "raw"
     again.mkdir()
     (again / "stale.txt").write_text("from an earlier run")
-    synth.generate(again, **PLAN, **EXTRA, models_dir=models_dir, jobs=2)
+    synth.generate(again, **PLAN, **EXTRA, jobs=2)
 
     def digests(root):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
