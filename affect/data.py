@@ -1,7 +1,8 @@
 """The clip loader: TSAV samples straight from the memory-mapped Arrow shards, and the mixed batch sampler.
 
 One sample is one target frame of one track (method.md section 3):
-- "clip": float32 (4, L, 112, 112), RGB + mask of L = clip_length frames `dilation` apart, the target
+- "clip": float32 (4, L, S, S), RGB + mask of L = clip_length frames `dilation` apart (S = crop_size, the
+  side of the stored crops and masks, align.crop_size: 112 for TSAV), the target
   frame last (anchor "last": t - (L-1)*d, ..., t) or at index L // 2 (anchor "center"). Frames before
   the start or after the end of the video, or without a face, are black with a black mask. RGB is
   normalised with the Kinetics mean / std, the mask with 0.5 / 0.225, black included (as TSAV does).
@@ -46,6 +47,15 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = (0.43216, 0.394666, 0.37645, 0.5)    # Kinetics RGB, then the mask
 CLIP_STD = (0.22803, 0.22145, 0.216989, 0.225)
 ANCHORS = ("last", "center")
+
+
+def loader_options(params: dict) -> dict:
+    """ClipDataset's keyword arguments from the pipeline's parameter groups (params.yaml): clip length,
+    dilation and anchor (`clip`), the mel window and its normalisation (`audio`), the crop side (`align`)."""
+    clip, audio = params["clip"], params["audio"]
+    return dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
+                window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
+                top_db=audio["top_db"], crop_size=params["align"]["crop_size"])
 
 
 def clip_offsets(clip_length: int, dilation: int, anchor: str) -> np.ndarray:
@@ -120,8 +130,10 @@ class ClipDataset(Dataset):
     def __init__(self, interim_dir: str | os.PathLike, samples: pa.Table | Sequence[tuple[str, int]],
                  clip_length: int = 8, dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
                  audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
-                 augment: Callable[[dict], dict] | None = None, labels: dict[str, np.ndarray] | None = None):
+                 crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None,
+                 labels: dict[str, np.ndarray] | None = None):
         self.interim_dir = Path(interim_dir)
+        self.crop_size = crop_size
         if not isinstance(samples, pa.Table):
             samples = pa.table({"track": [t for t, _ in samples], "frame": [int(f) for _, f in samples]},
                                schema=pa.schema([("track", pa.string()), ("frame", pa.int64())]))
@@ -230,9 +242,11 @@ class ClipDataset(Dataset):
 
     def _decode(self, data: np.ndarray, flags: int, track: int, frame: int) -> np.ndarray:
         image = cv2.imdecode(data, flags)
-        if image is None or image.shape[:2] != (CROP_SIZE, CROP_SIZE):
-            raise ValueError(f"{self.interim_dir}: crop or mask of {self.track_names[track]} frame {frame} "
-                             f"is not a {CROP_SIZE}x{CROP_SIZE} image; rerun the align / masks stages")
+        if image is None or image.shape[:2] != (self.crop_size, self.crop_size):
+            found = "not an image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+            raise ValueError(f"{self.interim_dir}: crop or mask of {self.track_names[track]} frame {frame} is "
+                             f"{found}, expected {self.crop_size}x{self.crop_size} (align.crop_size); rerun the "
+                             f"align and masks stages with the same crop size")
         return image
 
     def clip_frames(self, index: int) -> np.ndarray:
@@ -240,10 +254,11 @@ class ClipDataset(Dataset):
         return self.sample_frame[index] + self.offsets
 
     def clip(self, index: int) -> torch.Tensor:
-        """The normalised (4, L, 112, 112) clip of sample `index`."""
+        """The normalised (4, L, S, S) clip of sample `index` (S = crop_size)."""
         i, rows = int(self.sample_track[index]), self.face_rows[int(self.sample_track[index])]
         opened = self._part(int(self.track_part[i]))
-        clip = np.zeros((4, len(self.offsets), CROP_SIZE, CROP_SIZE), np.uint8)  # planar: contiguous copies
+        size = self.crop_size
+        clip = np.zeros((4, len(self.offsets), size, size), np.uint8)  # planar: contiguous copies
         for k, frame in enumerate(self.clip_frames(index)):
             row = rows[frame] if 0 <= frame < len(rows) else -1
             if row < 0:
@@ -294,7 +309,7 @@ class ClipDataset(Dataset):
                        partition_path: str | os.PathLike, side: str = "train", clip_length: int = 8,
                        dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
                        audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
-                       augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
+                       crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
         """The frames of one side of the partition: for "train" its labelled train frames and its
         unlabelled pool, for "val" its labelled val frames. Labels are shown for the side's (frame, task)
         rows only, and "unlabelled" flags the (frame, task) rows the partition lists as unlabelled (train
@@ -345,7 +360,7 @@ class ClipDataset(Dataset):
         }
         return cls(interim_dir, samples, clip_length=clip_length, dilation=dilation, anchor=anchor,
                    window_s=window_s, audio_mean=audio_mean, audio_std=audio_std, top_db=top_db,
-                   augment=augment, labels=arrays)
+                   crop_size=crop_size, augment=augment, labels=arrays)
 
 
 class MixedBatchSampler(Sampler):

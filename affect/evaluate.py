@@ -164,10 +164,11 @@ def write_json(data: dict, path: str | os.PathLike) -> None:
 
 
 def evaluate(models: dict[str, str | os.PathLike], interim_dir: str | os.PathLike, labels_path: str | os.PathLike,
-             partition_path: str | os.PathLike, out_dir: str | os.PathLike, clip: dict, audio: dict,
+             partition_path: str | os.PathLike, out_dir: str | os.PathLike, loader_options: dict,
              batch_size: int = 32, timeline_tracks: int = 3, predict_with: str = "teacher") -> dict:
     """Metrics of every model (name -> checkpoint) on the validation side, plots, and `predict_with`'s prediction files.
 
+    `loader_options`: ClipDataset's keyword arguments (affect.data.loader_options of the params).
     Writes `out_dir/metrics.json` ({model: {task: criterion and parts}}), `out_dir/plots/<model>/...`,
     `out_dir/plots/timeline/<track>.png` for the first `timeline_tracks` validation tracks, and
     `out_dir/predictions/{VA,EXPR,AU}/<track>.txt`. Returns the metrics.
@@ -176,9 +177,6 @@ def evaluate(models: dict[str, str | os.PathLike], interim_dir: str | os.PathLik
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if predict_with not in models:
         raise ValueError(f"evaluate.predict_with {predict_with!r}: expected one of {', '.join(models)}")
-    loader_options = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                          window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
-                          top_db=audio["top_db"])
     dataset = ClipDataset.from_partition(interim_dir, labels_path, partition_path, side="val", **loader_options)
     if len(dataset) == 0:
         raise ValueError(f"{partition_path}: no frame on the validation side; nothing to evaluate")

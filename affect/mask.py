@@ -120,8 +120,9 @@ def masks_for_landmarks(landmarks: pa.Table, style: str = "regions", scheme: str
 
 
 def masks_part(landmarks_dir: str | os.PathLike, out_dir: str | os.PathLike, style: str = "regions",
-               scheme: str = "pfld106", jobs: int = 0) -> list[Path]:
-    """MASKS shards for every landmarks shard of a part, same names, row for row."""
-    render_mask(np.zeros((N_LANDMARKS, 2)), style, scheme)  # fail early on a bad style or scheme
-    return map_shards(partial(masks_for_landmarks, style=style, scheme=scheme), landmarks_dir, out_dir, jobs,
-                      no_setup, (), "masks")
+               scheme: str = "pfld106", size: int = CROP_SIZE, jobs: int = 0) -> list[Path]:
+    """MASKS shards for every landmarks shard of a part, same names, row for row; `size` is the crops' side
+    (align.crop_size), the landmarks being in crop pixels."""
+    render_mask(np.zeros((N_LANDMARKS, 2)), style, scheme, size)  # fail early on a bad style or scheme
+    return map_shards(partial(masks_for_landmarks, style=style, scheme=scheme, size=size), landmarks_dir, out_dir,
+                      jobs, no_setup, (), "masks")

@@ -133,6 +133,41 @@ def partition(labels: pa.Table, mode: str = "by_video", ratio: float = 0.8, seed
     return pa.concat_tables(parts).combine_chunks()
 
 
+def keep_labels(table: pa.Table, fraction: float, seed: int = 0, videos: dict[str, str] | None = None) -> pa.Table:
+    """PARTITION rows with only a seeded `fraction` of each task's training labels kept, for the
+    semi-supervised curve (criterion against the share of labels kept). The unit is the video: per task,
+    the videos with `train` rows for it are shuffled (seed, task) and the first round(fraction * n) of them
+    (at least one when fraction > 0) keep their labels; the `train` rows of the others become `unlabelled`,
+    so they join that task's unlabelled pool, except on frames that are on the val side of another task
+    (random_frames), which are never unlabelled data: those rows are dropped. The validation side is
+    untouched, so runs with different fractions are scored on the same frames. `videos` maps track -> video
+    (default: `video_of`)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"partition label_fraction {fraction}: expected a share in [0, 1]")
+    if fraction == 1.0 or table.num_rows == 0:
+        return table
+    track = table.column("track").to_numpy(zero_copy_only=False)
+    video = np.asarray([videos.get(t, video_of(t)) if videos else video_of(t) for t in track], dtype=object)
+    task = table.column("task").to_numpy(zero_copy_only=False)
+    side = table.column("side").to_numpy(zero_copy_only=False).astype(object)
+    frame = table.column("frame").to_numpy()
+    names = {t: i for i, t in enumerate(np.unique(track.astype(str)))}
+    key = np.asarray([names[t] for t in track], np.int64) << 32 | frame.astype(np.int64)
+    held_out = np.isin(key, key[side == "val"])
+    for k, name in enumerate(TASKS):
+        train = (task == name) & (side == "train")
+        candidates = np.unique(video[train].astype(str))
+        n_keep = int(round(fraction * candidates.size))
+        n_keep = max(n_keep, 1) if fraction > 0 and candidates.size else n_keep
+        order = np.random.default_rng([seed, k]).permutation(candidates.size)
+        dropped = np.isin(video.astype(str), candidates[order[n_keep:]]) & train
+        side[dropped] = np.where(held_out[dropped], None, "unlabelled")
+        log.info("%s: labels of %d of %d training videos kept (label_fraction %s)", name, n_keep, candidates.size,
+                 fraction)
+    table = table.set_column(3, "side", pa.array(side, pa.string()))
+    return table.filter(pc.is_valid(table.column("side")))
+
+
 def partition_counts(table: pa.Table) -> dict[str, dict[str, int]]:
     """Rows per task and side: {task: {train, val, unlabelled}}."""
     counts = {task: {s: 0 for s in SIDES} for task in TASKS}

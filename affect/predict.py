@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from affect import plots
 from affect.align import align_part
-from affect.data import ClipDataset
+from affect.data import ClipDataset, loader_options
 from affect.detect import FaceDetector
 from affect.evaluate import rows_by_track, run_model, track_rows, write_predictions
 from affect.landmarks import landmarks_part, model_folder
@@ -96,7 +96,7 @@ def preprocess(video: Path, tracks: list[tuple[str, str]], info, params: dict, m
     landmarks_part(interim / "faces" / "part-0", model_file(model_folder(scheme), "landmarks", models_dir),
                    interim / "landmarks" / "part-0", scheme=scheme, jobs=1)
     masks_part(interim / "landmarks" / "part-0", interim / "masks" / "part-0", style=params["mask"]["style"],
-               scheme=scheme, jobs=1)
+               scheme=scheme, size=a["crop_size"], jobs=1)
     mel_part(split_dir, interim / "mel" / "part-0" / "mel.arrow", params["audio"])
 
 
@@ -147,11 +147,8 @@ def predict_video(video: str | os.PathLike, checkpoint: str | os.PathLike, out_d
                                    f"it with silence as audio")
             log.warning("%s: the audio track gives no samples, predicting with silence as the audio input", video)
         n_frames = read_arrow(interim / "split" / "part-0" / "frames.arrow").num_rows
-        clip, audio = params["clip"], params["audio"]
         dataset = ClipDataset(interim, [(track, f) for track, _ in tracks for f in range(n_frames)],
-                              clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                              window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
-                              top_db=audio["top_db"])
+                              **loader_options(params))
         outputs = run_model(load_model(checkpoint), dataset, batch_size, desc=f"predict {video.name}")
         times = {name: dataset.track_pts[i] for i, name in enumerate(dataset.track_names)}
 

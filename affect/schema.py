@@ -11,7 +11,7 @@ import pyarrow as pa
 TASKS = ("va", "expr", "au")
 EXPRESSIONS = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
 AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
-CROP_SIZE = 112
+CROP_SIZE = 112  # TSAV's crop side, pixels: the default of align.crop_size
 N_LANDMARKS = 106
 
 # index stage: data/interim/index/videos.parquet, one row per video file.
@@ -78,7 +78,7 @@ FACES = pa.schema([
     ("score", pa.float32()),         # detector score, 0 when not found
     ("box", pa.list_(pa.float32(), 4)),        # x1, y1, x2, y2 in frame pixels
     ("kps", pa.list_(pa.float32(), 10)),       # 5 keypoints (x, y) in frame pixels
-    ("crop", pa.binary()),           # 112x112 aligned RGB face as JPEG bytes, b"" when not found
+    ("crop", pa.binary()),           # aligned RGB face (align.crop_size square, 112 for TSAV) as JPEG, b"" when not found
 ])
 
 # landmarks stage: data/interim/landmarks/part-<p>/shard-*.arrow, row for row with faces.
@@ -92,7 +92,7 @@ LANDMARKS = pa.schema([
 MASKS = pa.schema([
     ("track", pa.string()),
     ("frame", pa.int32()),
-    ("mask", pa.binary()),           # 112x112 8-bit grey PNG, b"" when not found
+    ("mask", pa.binary()),           # 8-bit grey PNG of the crop's size, b"" when not found
 ])
 
 # mel stage: data/interim/mel/part-<p>/mel.arrow, one row per video.

@@ -12,5 +12,5 @@ params = load_params()
 faces = f"data/interim/faces/part-{part}"
 landmarks, out = f"data/interim/landmarks/part-{part}", f"data/interim/masks/part-{part}"
 masks_part(landmarks, out, style=params["mask"]["style"], scheme=params["landmarks"]["model"],
-           jobs=params["mask"]["jobs"])
+           size=params["align"]["crop_size"], jobs=params["mask"]["jobs"])
 gallery(read_shards(faces), read_shards(landmarks), read_shards(out), path=f"data/qa/masks/part-{part}.png")

@@ -4,7 +4,7 @@ import logging
 
 import pyarrow.parquet as pq
 
-from affect.partition import partition, partition_counts, write_counts
+from affect.partition import keep_labels, partition, partition_counts, write_counts
 from affect.shards import write_parquet
 from stages import load_params
 
@@ -13,6 +13,7 @@ labels = pq.read_table("data/processed/labels.parquet")
 tracks = pq.read_table("data/interim/index/tracks.parquet", columns=["track", "video"])
 videos = dict(zip(tracks.column("track").to_pylist(), tracks.column("video").to_pylist()))
 table = partition(labels, params["mode"], params["ratio"], params["seed"], videos=videos)
+table = keep_labels(table, params["label_fraction"], params["label_seed"], videos=videos)
 write_parquet(table, "data/processed/partition.parquet")
 counts = partition_counts(table)
 write_counts(counts, "data/processed/partition.json")

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from dvclive import Live
 
-from affect.data import ClipDataset
+from affect.data import ClipDataset, loader_options
 from affect.mean_teacher import clip_brightness
 from affect.model import TSAV, init_model, save_model
 from affect.train import TrainConfig, clip_batches, data_fingerprint, fit, validation
@@ -22,7 +22,7 @@ READS = ("index/tracks.parquet", "split", "faces", "masks", "mel")  # what ClipD
 LABELS, PARTITION = "data/processed/labels.parquet", "data/processed/partition.parquet"
 
 params = load_params()
-model_params, clip, audio, train = params["model"], params["clip"], params["audio"], params["train"]
+model_params, audio, train = params["model"], params["audio"], params["train"]
 if "WORLD_SIZE" in os.environ:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=datetime.timedelta(hours=2))
 rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -31,8 +31,7 @@ if torch.cuda.is_available():
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     torch.cuda.set_device(device)
 
-loader = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"], window_s=audio["window_s"],
-              audio_mean=audio["mean"], audio_std=audio["std"], top_db=audio["top_db"])
+loader = loader_options(params)
 train_set = ClipDataset.from_partition(INTERIM, LABELS, PARTITION, side="train", **loader)
 val_set = ClipDataset.from_partition(INTERIM, LABELS, PARTITION, side="val", **loader)
 config = TrainConfig(method=train["method"], seed=train["seed"], steps=train["steps"], lr=train["lr"], ema=train["ema"],

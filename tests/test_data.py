@@ -231,6 +231,34 @@ def test_labels_are_shown_only_on_the_datasets_side(tree):
                 assert sample["va"][0] == pytest.approx(row["valence"])
 
 
+def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path, models_dir):
+    """align.crop_size 64: crops, landmarks and masks of that side, clips of that side, and a loader told
+    another size names the mismatch instead of building wrong clips."""
+    interim = tmp_path / "interim"
+    for name in ("index", "split", "mel"):
+        (interim / name).parent.mkdir(parents=True, exist_ok=True)
+        (interim / name).symlink_to(tree["interim"] / name)
+    detector = FaceDetector(models_dir / "scrfd_500m" / "det.onnx", det_size=320)
+    p = part_of(tree, "grid")
+    frames = read_arrow(interim / "split" / f"part-{p}" / "frames.arrow")
+    entries = [e for e in tree["index"].parts[p]["videos"]]
+    faces = pa.concat_tables([
+        align_video(e["path"], frames.filter(pc.equal(frames.column("video"), e["video"])).column("pts").to_numpy(),
+                    [(t["track"], t["person"]) for t in e["tracks"]], detector, crop_size=64, video=e["video"])
+        for e in entries])
+    write_shards(faces, interim / "faces" / f"part-{p}", rows_per_shard=100)
+    marks = landmarks_for_faces(faces, LandmarkModel(models_dir / "pfld106" / "landmarks.onnx"))
+    write_shards(masks_for_landmarks(marks, size=64), interim / "masks" / f"part-{p}", rows_per_shard=100)
+    points = np.asarray(marks.column("landmarks").to_pylist()[60], np.float32).reshape(-1, 2)
+    assert 0 < points.min() and points.max() < 64 * 1.1  # the jaw may end a little below the crop
+    assert points[[35, 39], 1].mean() < points[[52, 61], 1].mean()  # eyes above the mouth corners
+    assert 0.25 * 64 < points[39, 0] - points[35, 0] + points[93, 0] - points[89, 0] < 0.6 * 64  # eye widths
+    clip = ClipDataset(interim, [("grid", 60)], crop_size=64)[0]["clip"]
+    assert clip.shape == (4, 8, 64, 64) and (clip[3, -1] > black_value(3)).float().mean() > 0.2
+    with pytest.raises(ValueError, match=r"is 64x64, expected 112x112 \(align.crop_size\)"):
+        ClipDataset(interim, [("grid", 60)], crop_size=112)[0]
+
+
 @pytest.mark.parametrize("mode", ["random_frames", "by_video", "official"])
 def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode):
     """Through the real ClipDataset and affect.losses, in every partition mode: the supervised loss reaches

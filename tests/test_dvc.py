@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench import sweep
 from tests.pipeline import commit, dvc, run
 
 pytestmark = pytest.mark.slow
@@ -129,6 +131,28 @@ def test_two_experiments_compare_in_exp_show(demo_pipeline, tmp_path):
         metrics = data["metrics"]["data/evaluate/metrics.json"]["data"]
         criteria = [task["criterion"] for model in ("teacher", "student") for task in metrics[model].values()]
         assert criteria and all(-1 <= c <= 1 for c in criteria)
+
+
+def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipeline, tmp_path):
+    """bench.sweep: queued experiments (method x label fraction x seed) run by `dvc queue start`, read back
+    from `dvc exp show --json` into the table and the plot."""
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    names = sweep.queue(("supervised", "mean_teacher"), (0.5,), (0,), cwd=project)
+    assert len(names) == 2 and "queued" in dvc(project, "queue", "status").stdout.lower()
+    dvc(project, "queue", "start", "-j", "1")
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = dvc(project, "queue", "status").stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    results = sweep.curve(sweep.experiments(json.loads(dvc(project, "exp", "show", "--json").stdout)))
+    assert set(results) == {(m, 0.5, model) for m in ("supervised", "mean_teacher") for model in ("student", "teacher")}
+    assert all(len(cell["va"]) == len(cell["mean"]) == 1 for cell in results.values())
+    text = sweep.report(tmp_path / "sweep.png", cwd=project)
+    assert text.count("| 0.5 |") == 4 and (tmp_path / "sweep.png").stat().st_size > 10_000
+    dvc(project, "queue", "stop")
 
 
 def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from affect.annotations import read_annotation
+from affect.data import loader_options
 from affect.evaluate import evaluate
 from affect.metrics import expr_criterion, va_criterion
 from affect.model import TSAV, save_model
@@ -60,7 +61,7 @@ def project(tmp_path_factory, media, models_dir) -> dict:
 def run(project: dict, out: Path) -> dict:
     f, params = project["folder"], project["params"]
     return evaluate(project["models"], f / "interim", f / "labels.parquet", f / "partition.parquet", out,
-                    clip=params["clip"], audio=params["audio"], batch_size=16, timeline_tracks=1)
+                    loader_options(params), batch_size=16, timeline_tracks=1)
 
 
 def test_evaluate_writes_metrics_plots_and_prediction_files(project, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from affect.annotations import write_annotation
 from affect.index import find_annotations
 from affect.labels import build_labels
-from affect.partition import partition, partition_counts, write_counts
+from affect.partition import keep_labels, partition, partition_counts, write_counts
 from affect.schema import LABELS, PARTITION, TASKS, TRACKS
 
 FOLDERS = {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}
@@ -129,6 +129,33 @@ def test_official_follows_the_task_sets(labels, tmp_path):
     write_counts(partition_counts(table), tmp_path / "partition.json")
     counts = json.loads((tmp_path / "partition.json").read_text())
     assert sum(n for task in counts.values() for n in task.values()) == table.num_rows
+
+
+@pytest.mark.parametrize("mode", ["by_video", "random_frames"])
+def test_keep_labels_moves_whole_videos_of_training_labels_to_the_unlabelled_pool(labels, mode):
+    labels, videos = labels
+    full = side_of(partition(labels, mode, 0.8, 0, videos=videos))
+    kept = side_of(keep_labels(partition(labels, mode, 0.8, 0, videos=videos), 0.25, seed=1, videos=videos))
+    val_frames = {(t, f) for (t, f, _), s in full.items() if s == "val"}
+    assert {k for k, s in kept.items() if s == "val"} == {k for k, s in full.items() if s == "val"}
+    moved = {k for k in full if full[k] == "train" and kept.get(k) != "train"}
+    assert all(kept[k] == full[k] for k in full if k not in moved)
+    assert all(k not in kept if k[:2] in val_frames else kept[k] == "unlabelled" for k in moved), \
+        "a dropped label becomes unlabelled data, unless its frame is held out for another task"
+    assert bool({k for k in moved if k[:2] in val_frames}) == (mode == "random_frames")
+    for task in TASKS:
+        train_videos = {videos[t] for (t, _, k), s in full.items() if k == task and s == "train"}
+        kept_videos = {videos[t] for (t, _, k), s in kept.items() if k == task and s == "train"}
+        moved_videos = {videos[t] for (t, _, k) in moved if k == task}
+        assert len(kept_videos) == max(1, round(0.25 * len(train_videos))) and kept_videos < train_videos
+        assert not kept_videos & moved_videos, "a video's labels are kept or moved whole"
+    other = side_of(keep_labels(partition(labels, mode, 0.8, 0, videos=videos), 0.25, seed=2, videos=videos))
+    assert other != kept and {k for k, s in other.items() if s == "val"} == {k for k, s in kept.items() if s == "val"}
+    table = partition(labels, mode, 0.8, 0, videos=videos)
+    assert keep_labels(table, 1.0, videos=videos).equals(table)
+    assert "train" not in set(keep_labels(table, 0.0, videos=videos).column("side").to_pylist())
+    with pytest.raises(ValueError, match="label_fraction 1.5"):
+        keep_labels(table, 1.5)
 
 
 def test_no_labels_give_an_empty_partition():

@@ -22,7 +22,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from affect.data import ClipDataset, MixedBatchSampler
+from affect.data import ClipDataset, MixedBatchSampler, loader_options
 from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
 from affect.model import TSAV, load_model
@@ -218,11 +218,9 @@ def check_train_stage(data: Path, project: Path) -> None:
     for task in ("expr", "au", "va"):
         assert len(rows[f"train/supervised/{task}"]) == 3 and f"train/consistency/{task}" in rows
 
-    clip, audio = params["clip"], params["audio"]
-    loader = dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                  window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"], top_db=audio["top_db"])
     sides = {side: ClipDataset.from_partition(project / "data" / "interim", project / "data/processed/labels.parquet",
-                                              project / "data/processed/partition.parquet", side=side, **loader)
+                                              project / "data/processed/partition.parquet", side=side,
+                                              **loader_options(params))
              for side in ("train", "val")}
     trivial = trivial_criteria(sides["val"], sides["train"])
     fixed = next(iter(torch.utils.data.DataLoader(
