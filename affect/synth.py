@@ -1,9 +1,13 @@
 """The embedded demo dataset: expressive synthetic face videos with their labels, in the ABAW2 layout.
 
 Faces come from photographs shipped inside the project's own dependencies (InsightFace's `t1.jpg`, six
-faces, and scikit-image's astronaut), and their horizontal flips. Each face's 106 landmarks are found once
-with the project's own detector and landmark model; the face is then animated by a piecewise-affine warp of
-a triangulation of those landmarks (plus forehead, cheek and border points, so the background stays put).
+faces, and scikit-image's astronaut), and their horizontal flips. Their 106 landmarks were measured once
+with the project's own detector and landmark model and are committed (`synth_faces.json`, written by
+`python -m affect.synth_faces`), so no model runs here. Each source face is first neutralised (the photo's
+own smile undone: lips closed, corners level, `neutral_landmarks`), and every person of every video is a
+new apparent identity (`vary`: face width and height, jaw, eye spacing and mouth width reshaped, skin
+tinted, lit from one side). The face is then animated by a piecewise-affine warp of a triangulation of
+those landmarks (plus forehead, cheek and border points, so the background stays put).
 
 Every person follows a latent performance, and labels, pixels and sound all derive from it:
 - expression segments of 1-4 s (smooth onsets and offsets) drive their FACS prototype action units with a
@@ -19,8 +23,13 @@ Every person follows a latent performance, and labels, pixels and sound all deri
   (+half an octave per unit) with arousal; in two-person videos it follows one of the two people.
 Then Aff-Wild2's incomplete labels: videos belong to random subsets of the task sets, annotated tracks have
 unlabelled stretches (-5 / -1), some files are a row or two off, some videos have no annotation, Train_Set /
-Validation_Set by video. Videos are raw frames piped into ffmpeg with deterministic flags: the same seed gives
-the same bytes, whatever the number of jobs.
+Validation_Set by video.
+
+The same seed gives the same bytes on any x86-64 machine, whatever the number of jobs: every point, matrix
+and factor that drives pixels is computed with exact arithmetic or put on a grid (`affect.exact`), warps and
+blurs run in elementwise or fixed-point arithmetic (no SIMD-dependent OpenCV float path), the voice is
+rounded to 16-bit PCM, and ffmpeg encodes with bit-exact flags and pinned CPU flags (`affect.video.CPUFLAGS`).
+`data/demo.sha256` lists the default tree's checksums (tests/test_reproducible.py).
 
 Source faces whose head is turned too far (t1.jpg's second and fifth face) fold the warp and are not used.
 `python -m affect.synth strip OUT.png` draws a strip of demo frames with their labels (the README's picture).
@@ -92,6 +101,7 @@ LANDMARK_STEP = 1 / 8  # px: grid of the committed source landmarks
 POINT_STEP = 1 / 64    # px: grid of every point and displacement that drives the warps (affect.exact)
 VOICE_RATE = 22050     # Hz, rate the voice is synthesised at (the encoder resamples)
 PORTRAIT_IOD = 0.18    # inter-ocular distance as a fraction of the person's cell width
+NEUTRAL_MOUTH = 0.8    # neutral mouth width at most this many eye distances (smiles are wider)
 MAX_TURN = 0.3         # source faces whose nose tip is further off the eyes' centre (in eye distances) are not used
 # Container variants: (extension, video codec args, audio codec args, audio rate).
 FORMATS = {
@@ -114,9 +124,10 @@ class Face:
     name: str
     image: np.ndarray      # (H, W, 3) uint8 portrait, eyes level, inter-ocular distance PORTRAIT_IOD * W
     alpha: np.ndarray      # (H, W) uint8, 255 = the person (face, hair, neck), 0 = the background
+    source: np.ndarray     # (P, 2) float32 where the points are in `image`
     points: np.ndarray     # (P, 2) float32 rest points: 106 landmarks, forehead, cheeks, lid creases, ring, border
     basis: np.ndarray      # (12, P, 2) float32 displacement in pixels per unit intensity of each AU (POINT_STEP grid)
-    triangles: np.ndarray  # (K, 3) int32 Delaunay triangles of `points`
+    triangles: np.ndarray  # (K, 3) int32 Delaunay triangles of `source`
 
 
 @dataclass
@@ -174,25 +185,47 @@ def _portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -
     return portrait, matrix
 
 
-def _face(name: str, image: np.ndarray, lm: np.ndarray) -> Face:
-    """Rest points, triangulation, AU displacement basis and alpha of one portrait with its landmarks."""
-    height, width = image.shape[:2]
-    iod = PORTRAIT_IOD * width
+def _inner_points(lm: np.ndarray, iod: float) -> np.ndarray:
+    """(13, 2) points that follow the face: forehead (5), cheeks (2) and lid creases (6) of 106 landmarks."""
     mid_x = lm[[35, 39, 89, 93]].mean(0)[0]
     eye_y = lm[EYE_CORNERS].mean(0)[1]
-    mouth_y = lm[LIP_CORNERS].mean(0)[1]
     brow_top = lm[BROWS][:, 1].min()
     forehead = np.array([[mid_x + k * iod, brow_top - 0.45 * iod] for k in (-1.1, -0.55, 0.0, 0.55, 1.1)])
     cheeks = np.array([[mid_x + sx * 0.72 * iod, eye_y + 0.55 * iod] for sx in (-1, 1)])
+    creases = lm[EYE_UPPER] + 0.35 * (lm[above_lids(lm)] - lm[EYE_UPPER])     # lid creases, between lids and brows
+    return np.vstack([forehead, cheeks, creases])
+
+
+def above_lids(lm: np.ndarray) -> list[int]:
+    """The lower-brow landmark above each upper-lid point of EYE_UPPER."""
+    brow_lower = np.array([43, 44, 45, 47, 46, 97, 98, 99, 100, 101])
+    return [int(brow_lower[np.argmin(np.abs(lm[brow_lower, 0] - lm[i, 0]))]) for i in EYE_UPPER]
+
+
+def _face(name: str, image: np.ndarray, source_lm: np.ndarray, rest_lm: np.ndarray | None = None) -> Face:
+    """Points, triangulation, AU displacement basis and alpha of one portrait.
+
+    `source_lm`: the 106 landmarks where they are in `image`; `rest_lm`: where they are in the person's
+    rest pose (default: the same), e.g. with the photo's own smile undone (`neutral_landmarks`) and the face
+    reshaped (`vary`). The image is warped from the first to the second, then by the AUs.
+    """
+    lm = np.asarray(source_lm if rest_lm is None else rest_lm, np.float64)
+    source_lm = np.asarray(source_lm, np.float64)
+    height, width = image.shape[:2]
+    iod = PORTRAIT_IOD * width
+    mid_x = source_lm[[35, 39, 89, 93]].mean(0)[0]
+    eye_y = source_lm[EYE_CORNERS].mean(0)[1]
+    mouth_y = source_lm[LIP_CORNERS].mean(0)[1]
     angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     centre = np.array([mid_x, (eye_y + mouth_y) / 2])
     ring = centre + np.stack([1.9 * iod * np.cos(angles), 2.4 * iod * np.sin(angles)], 1)
     border = np.array([[x, y] for x in (0, width / 2, width - 1) for y in (0, height / 2, height - 1)
                        if (x, y) != (width / 2, height / 2)])
-    brow_lower = np.array([43, 44, 45, 47, 46, 97, 98, 99, 100, 101])
-    above = [brow_lower[np.argmin(np.abs(lm[brow_lower, 0] - lm[i, 0]))] for i in EYE_UPPER]
-    creases = lm[EYE_UPPER] + 0.35 * (lm[above] - lm[EYE_UPPER])     # lid creases, between lids and brows
-    points = on_grid(np.vstack([lm, forehead, cheeks, creases, ring, border]), POINT_STEP).astype(np.float32)
+    source = on_grid(np.vstack([source_lm, _inner_points(source_lm, iod), ring, border]), POINT_STEP)
+    points = on_grid(np.vstack([lm, _inner_points(lm, iod), ring, border]), POINT_STEP).astype(np.float32)
+    mid_x = lm[[35, 39, 89, 93]].mean(0)[0]
+    mouth_y = lm[LIP_CORNERS].mean(0)[1]
+    above = above_lids(lm)
     cheek_idx = [N_POINTS + 5, N_POINTS + 6]
     crease_idx = list(range(N_POINTS + 7, N_POINTS + 13))
 
@@ -263,8 +296,66 @@ def _face(name: str, image: np.ndarray, lm: np.ndarray) -> Face:
     cv2.ellipse(alpha, (int(centre[0]), int(centre[1] - 0.35 * iod)), axes, 0, 0, 360, 255, -1)
     cv2.ellipse(alpha, (int(centre[0]), int(chin_y + 0.6 * iod)), (int(0.7 * iod), int(0.9 * iod)), 0, 0, 360, 255, -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.18 * iod)
-    triangles = Delaunay(points.astype(np.float64)).simplices.astype(np.int32)
-    return Face(name, image, alpha, points, basis, triangles)
+    triangles = Delaunay(source).simplices.astype(np.int32)
+    return Face(name, image, alpha, source.astype(np.float32), points, basis, triangles)
+
+
+def neutral_landmarks(lm: np.ndarray) -> np.ndarray:
+    """The 106 landmarks with the photo's own mouth expression undone: lips closed where they meet, the
+    corners level with the lips' meeting line and no wider than NEUTRAL_MOUTH * the eye distance.
+
+    Most source photos smile; without this every synthetic expression would smile too.
+    """
+    p = np.asarray(lm, np.float64).copy()
+    iod = np.linalg.norm(p[[89, 93]].mean(0) - p[[35, 39]].mean(0))
+    half = (p[INNER_LOWER] - p[INNER_UPPER]) / 2             # close the lips: both halves meet midway
+    for upper, lower, amount in ((INNER_UPPER, INNER_LOWER, 1.0), ([63, 71, 67], [56, 53, 59], 1.0)):
+        p[upper] += amount * half
+        p[lower] -= amount * half
+    for upper, lower, k in (([64], [55], 0), ([68], [58], 2)):
+        p[upper] += 0.5 * half[k]
+        p[lower] -= 0.5 * half[k]
+    line = p[INNER_UPPER + INNER_LOWER].mean(0)               # where the lips meet
+    mouth = LIP_CORNERS + INNER_CORNERS + OUTER_UPPER + OUTER_LOWER + INNER_UPPER + INNER_LOWER
+    half_width = min(NEUTRAL_MOUTH * iod / 2, abs(p[61, 0] - p[52, 0]) / 2)
+    moves = {}
+    for corner, inner, side in ((52, 65, -1), (61, 69, 1)):
+        target = np.array([line[0] + side * half_width, line[1] + 0.02 * iod])
+        moves[side] = target - p[corner]
+        p[inner] += target - p[corner]       # the inner corner moves with the outer one
+        p[corner] = target
+    for k in sorted(set(mouth) - set(LIP_CORNERS + INNER_CORNERS)):   # the lips follow their corners
+        t = np.clip((p[k, 0] - line[0]) / max(half_width, 1e-6), -1, 1)
+        p[k] += moves[-1] * max(-t, 0.0) ** 2 + moves[1] * max(t, 0.0) ** 2
+    return p
+
+
+def vary(face: Face, rng: np.random.Generator) -> Face:
+    """Another apparent person from a source face: the face reshaped (width, height, jaw, eye spacing, mouth
+    width), the skin tinted and lit from one side. All factors are put on a grid before they act."""
+    height, width = face.image.shape[:2]
+    iod = PORTRAIT_IOD * width
+    source = face.source[:N_POINTS].astype(np.float64)
+    lm = face.points[:N_POINTS].astype(np.float64)
+    centre = lm.mean(0)
+    sx, sy, jaw, eyes, mouth = on_grid(rng.uniform([0.9, 0.92, 0.9, -0.05, 0.9], [1.1, 1.08, 1.1, 0.05, 1.1]),
+                                       MATRIX_STEP)
+    lm = centre + (lm - centre) * np.array([sx, sy])
+    mid_x = lm[EYE_CORNERS, 0].mean()
+    below = [k for k in CONTOUR if lm[k, 1] > lm[LIP_CORNERS, 1].mean()]
+    lm[below, 0] = mid_x + (lm[below, 0] - mid_x) * jaw
+    for group, side in ((EYE_UPPER[:3] + EYE_LOWER[:3] + [33, 34, 35, 36, 37, 38, 39], -1),
+                        (EYE_UPPER[3:] + EYE_LOWER[3:] + [87, 88, 89, 90, 91, 92, 93], 1)):
+        lm[group, 0] += side * eyes * iod
+    lips = LIP_CORNERS + INNER_CORNERS + OUTER_UPPER + OUTER_LOWER + INNER_UPPER + INNER_LOWER
+    mouth_x = lm[lips, 0].mean()
+    lm[lips, 0] = mouth_x + (lm[lips, 0] - mouth_x) * mouth
+    gains = on_grid(np.exp(rng.normal(0, 0.1, 3)) * rng.uniform(0.8, 1.15), MATRIX_STEP).astype(np.float32)
+    slope = np.float32(on_grid(rng.uniform(-0.35, 0.35), MATRIX_STEP))
+    light = 1 + slope * (np.arange(width, dtype=np.float32) - width / 2) / width
+    image = face.image.astype(np.float32) * gains * light[None, :, None]
+    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return _face(face.name, image, source, on_grid(lm, POINT_STEP))
 
 
 def source_faces(size: tuple[int, int]) -> list[Face]:
@@ -278,7 +369,8 @@ def source_faces(size: tuple[int, int]) -> list[Face]:
         landmarks = np.array(entry["landmarks"], np.float64)
         portrait, matrix = _portrait(image, landmarks, size)
         name = f"{entry['photo']}-{entry['face']}" + ("-flip" if entry["flip"] else "")
-        faces.append(_face(name, portrait, on_grid(apply_affine(matrix, landmarks), POINT_STEP)))
+        source = on_grid(apply_affine(matrix, landmarks), POINT_STEP)
+        faces.append(_face(name, portrait, source, on_grid(neutral_landmarks(source), POINT_STEP)))
     return faces
 
 
@@ -415,7 +507,7 @@ def _soft_polygon(shape: tuple[int, int], polygon: np.ndarray, sigma: float) -> 
 def render_person(face: Face, au: np.ndarray, blink: float, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One frame of one person: (H, W, 3) float32 RGB and (H, W) float32 alpha, mouth cavity painted."""
     dst = warp_points(face, au, blink, head)
-    warped = piecewise_affine(np.dstack([face.image, face.alpha]), face.points, dst, face.triangles)
+    warped = piecewise_affine(np.dstack([face.image, face.alpha]), face.source, dst, face.triangles)
     rgb, alpha = warped[:, :, :3].astype(np.float32), (warped[:, :, 3] / 255.0).astype(np.float32)
     opening = float(np.linalg.norm(dst[INNER_LOWER] - dst[INNER_UPPER], axis=1).mean())
     rest = float(np.linalg.norm(face.points[INNER_LOWER] - face.points[INNER_UPPER], axis=1).mean())
@@ -624,7 +716,7 @@ def make_video(plan: VideoPlan, faces: list[Face], root: Path, seed: int, unlabe
     """Render, encode and annotate one planned video under `root`."""
     performances = latents(plan, seed)
     rng = np.random.default_rng([seed, plan.index, 1])
-    people = [faces[int(k)] for k in rng.choice(len(faces), plan.people, replace=False)]
+    people = [vary(faces[int(k)], rng) for k in rng.choice(len(faces), plan.people, replace=False)]
     width, height = people[0].image.shape[1] * len(people), people[0].image.shape[0]
     backdrop = background(rng, width, height)
     ext = FORMATS[plan.fmt][0]
@@ -714,7 +806,7 @@ def demo_strip(path: str | os.PathLike, seed: int = 0, n: int = 7, size: tuple[i
     rng = np.random.default_rng(seed)
     fps, tiles = 25, []
     for k in range(n):
-        face = faces[(k * 3) % len(faces)]
+        face = vary(faces[(k * 3) % len(faces)], rng)
         wanted = k % len(EXPRESSIONS)
         for _ in range(100):      # a performance that shows the wanted expression
             perf = perform(rng, 6 * fps, fps)
