@@ -52,12 +52,13 @@ def dvc(cwd: Path, *args: str, check: bool = True, timeout: float | None = None)
 
 
 def make_project(folder: Path, overrides: dict | None = None) -> Path:
-    """Copy the project's code, dvc.yaml, params, DVC config and report template into `folder`, as a fresh git +
-    DVC repository."""
+    """Copy the project's code, dvc.yaml, params, .gitignore, DVC config and report template into `folder`, as a
+    fresh git + DVC repository."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("affect", "stages", "report"):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
+    shutil.copy(ROOT / ".gitignore", folder / ".gitignore")  # checkpoints stay out of git
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(folder, "git", "init", "-q")
