@@ -112,12 +112,12 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_without_mirror_or_network_the_run_stops_before_any_test_with_one_message(tmp_path):
-    result = run_pytest(tmp_path, "tests/test_mel.py", "tests/test_metrics.py")
+    result = run_pytest(tmp_path, "tests/test_index.py", "tests/test_annotations.py")  # light imports: no torch
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, output
     assert output.count("test assets:") == 2, output  # the progress line, then the one error
     assert "there is no mirror folder" in output and "AFFECT_TEST_MIRROR" in output and "AFFECT_TEST_ASSETS" in output
     assert "no tests ran" in output and "Traceback" not in output, output
 
-    alone = run_pytest(tmp_path, "tests/test_metrics.py::test_ccc_matches_numpy_moments_and_torch", "-q")
+    alone = run_pytest(tmp_path, "tests/test_annotations.py::test_values_and_labelled_mask", "-q")
     assert alone.returncode == 0, "tests that need no media run without them\n" + alone.stdout
