@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from insightface.utils import face_align
-from skimage.transform import SimilarityTransform
 
 from affect.detect import FaceDetector
+from affect.exact import similarity, warp_affine
 from affect.parallel import ordered_map
 from affect.schema import CROP_SIZE, FACES
 from affect.shards import ShardWriter, atomic_path, read_arrow
@@ -35,16 +35,21 @@ TEMPLATES = {"arcface": face_align.arcface_dst}
 
 
 def align_matrix(kps: np.ndarray, size: int = CROP_SIZE, template: str = "arcface") -> np.ndarray:
-    """(2, 3) similarity transform taking the 5 keypoints onto the template scaled to a `size` crop."""
+    """(2, 3) similarity transform taking the 5 keypoints onto the template scaled to a `size` crop.
+
+    Umeyama's least-squares estimate (as skimage's SimilarityTransform), in closed form with exact
+    arithmetic and entries on a grid (`affect.exact.similarity`): the same matrix on every machine.
+    """
     if template not in TEMPLATES:
         raise ValueError(f"unknown alignment template {template!r}; known: {', '.join(TEMPLATES)}")
     dst = TEMPLATES[template] * (size / CROP_SIZE)
-    return SimilarityTransform.from_estimate(np.asarray(kps, np.float64).reshape(5, 2), dst).params[:2]
+    return similarity(np.asarray(kps, np.float64).reshape(5, 2), dst)
 
 
 def align_face(image_rgb: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE, template: str = "arcface") -> np.ndarray:
-    """The face warped so its 5 keypoints sit on the template: (size, size, 3) uint8, black outside the frame."""
-    return cv2.warpAffine(image_rgb, align_matrix(kps, size, template), (size, size), borderValue=0.0)
+    """The face warped so its 5 keypoints sit on the template: (size, size, 3) uint8, black outside the frame
+    (bilinear, `affect.exact.warp_affine`: OpenCV's SIMD and plain warps differ by one level here and there)."""
+    return warp_affine(image_rgb, align_matrix(kps, size, template), (size, size))
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:

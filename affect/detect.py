@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 from insightface.model_zoo.scrfd import SCRFD
 
+from affect.exact import on_grid
 from affect.parallel import ort_session
+
+POINT_STEP = 1 / 8      # px: grid of box corners and keypoints
+SCORE_STEP = 2.0 ** -12  # grid of detection scores
 
 
 def input_size(width: int, height: int, det_size: int) -> tuple[int, int]:
@@ -19,7 +23,12 @@ def input_size(width: int, height: int, det_size: int) -> tuple[int, int]:
 
 
 class FaceDetector:
-    """SCRFD on RGB frames: `detect(image)` -> boxes (N,5) x1,y1,x2,y2,score and keypoints (N,5,2), best first."""
+    """SCRFD on RGB frames: `detect(image)` -> boxes (N,5) x1,y1,x2,y2,score and keypoints (N,5,2), best first.
+
+    Positions are put on a POINT_STEP grid and scores on SCORE_STEP (`affect.exact`): ONNX Runtime's
+    kernels differ in the last bits between processors, and the grid keeps that noise out of the crops and
+    the stored columns (a value changes only when it lies within that noise of a grid boundary).
+    """
 
     def __init__(self, model_path: str | os.PathLike, det_size: int = 640, threshold: float = 0.5,
                  threads: int = 1):
@@ -39,4 +48,5 @@ class FaceDetector:
         if kps is None:
             kps = np.zeros((len(boxes), 5, 2), np.float32)
         order = np.argsort(-boxes[:, 4], kind="stable")
-        return boxes[order].astype(np.float32), kps[order].astype(np.float32)
+        boxes = np.concatenate([on_grid(boxes[order, :4], POINT_STEP), on_grid(boxes[order, 4:], SCORE_STEP)], 1)
+        return boxes.astype(np.float32), on_grid(kps[order], POINT_STEP).astype(np.float32)

@@ -17,11 +17,15 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from affect.exact import MATRIX_STEP, on_grid, warp_affine
 from affect.parallel import map_shards, ort_session
 from affect.schema import CROP_SIZE, LANDMARKS, N_LANDMARKS
 
 # The model's native window in 112x112 ArcFace-crop pixels: centre x, centre y, side (see module docstring).
 CROP_WINDOW = (56.5, 64.0, 108.0)
+# Stored landmarks sit on this grid (px): the masks draw at 1/16 px, and ONNX Runtime's last-bit noise
+# between processors stays out of the stored bytes unless a value lies within it of a grid boundary.
+LANDMARK_STEP = 1 / 16
 # model name (landmarks.model param) -> (folder under data/models, scheme of its point numbering)
 MODELS = {"pfld106": ("pfld106", "pfld106"), "2d106det": ("buffalo_l", "pfld106")}
 
@@ -59,8 +63,7 @@ class LandmarkModel:
         scale = self.side / side
         warp = np.array([[scale, 0.0, self.side / 2 - cx * scale],
                          [0.0, scale, self.side / 2 - cy * scale]], np.float64)
-        window = cv2.warpAffine(image_rgb, warp, (self.side, self.side), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        window = warp_affine(image_rgb, on_grid(warp, MATRIX_STEP), (self.side, self.side))
         points = self._run(window)
         return ((points - self.side / 2) / scale + np.array([cx, cy])).astype(np.float32)
 
@@ -100,7 +103,7 @@ def landmarks_for_faces(faces: pa.Table, model: LandmarkModel) -> pa.Table:
     for i, (ok, jpeg) in enumerate(zip(found, crops)):
         if ok:
             crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-            values[i] = model.predict(crop).reshape(-1)
+            values[i] = on_grid(model.predict(crop), LANDMARK_STEP).reshape(-1)
     flat = pa.array(values.reshape(-1), pa.float32())
     return pa.table([faces.column("track"), faces.column("frame"),
                      pa.FixedSizeListArray.from_arrays(flat, 2 * N_LANDMARKS)], schema=LANDMARKS)

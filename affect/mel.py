@@ -26,13 +26,15 @@ import torch
 import torchaudio
 from tqdm import tqdm
 
+from affect.exact import on_grid
 from affect.schema import MEL
 from affect.shards import atomic_path, read_arrow
 
 log = logging.getLogger(__name__)
 
 AMIN = 1e-10
-SILENCE_DB = 10.0 * float(np.log10(AMIN))  # -100 dB: what AmplitudeToDB gives for a zero waveform
+SILENCE_DB = -100.0  # dB: what AmplitudeToDB gives for a zero waveform, 10 log10(AMIN)
+DB_STEP = 1 / 256    # dB: grid of the stored spectrogram values
 
 
 class MelError(ValueError):
@@ -64,21 +66,33 @@ def mel_spectrogram(wav: str | os.PathLike | np.ndarray | torch.Tensor, params: 
 
     `params` is the `audio` group: sample_rate, n_fft, win_length, hop_length, n_mels, top_db.
     n_cols = n_samples // hop_length + 1; column c is centred at c * hop_length / sample_rate seconds.
+    The power spectrogram is torchaudio's, in float64; the mel projection (torchaudio's filter bank) and
+    the dB conversion (AmplitudeToDB's formula: 10 log10(max(power, AMIN)), floored at the peak minus
+    top_db) are done here in float64 numpy, and the result is rounded to multiples of DB_STEP. The FFT and
+    matrix kernels differ in the last bits between processors (and torch's float64 matmul loses precision
+    on some of its paths); at float64 that noise reaches the stored values with odds of about 1e-12 each.
     """
     if isinstance(wav, (str, os.PathLike)):
         wav = read_wav(wav, params["sample_rate"])
-    waveform = torch.as_tensor(np.asarray(wav, dtype=np.float32)).reshape(1, -1)
+    waveform = torch.as_tensor(np.asarray(wav, dtype=np.float64)).reshape(1, -1)
     if waveform.shape[1] <= params["n_fft"] // 2:
         waveform = torch.nn.functional.pad(waveform, (0, params["n_fft"] // 2 + 1 - waveform.shape[1]))
-    transform = torch.nn.Sequential(
-        torchaudio.transforms.MelSpectrogram(
-            sample_rate=params["sample_rate"], n_fft=params["n_fft"], win_length=params["win_length"],
-            hop_length=params["hop_length"], n_mels=params["n_mels"], window_fn=torch.hann_window,
-            power=2.0, center=True),
-        torchaudio.transforms.AmplitudeToDB("power", top_db=params["top_db"]),
-    )
+    spectrogram = torchaudio.transforms.Spectrogram(
+        n_fft=params["n_fft"], win_length=params["win_length"], hop_length=params["hop_length"],
+        window_fn=torch.hann_window, power=2.0, center=True, wkwargs={"dtype": torch.float64})
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)     # the filter bank computed in float64, not rounded from float32
+    try:
+        filters = torchaudio.functional.melscale_fbanks(
+            n_freqs=params["n_fft"] // 2 + 1, f_min=0.0, f_max=params["sample_rate"] / 2, n_mels=params["n_mels"],
+            sample_rate=params["sample_rate"], norm=None, mel_scale="htk").numpy()
+    finally:
+        torch.set_default_dtype(default)
     with torch.no_grad():
-        return transform(waveform)[0].numpy().astype(np.float32, copy=False)
+        power = spectrogram(waveform)[0].numpy()
+    db = 10.0 * np.log10(np.maximum(filters.T @ power, AMIN))
+    db = np.maximum(db, db.max() - params["top_db"])
+    return on_grid(db, DB_STEP).astype(np.float32)
 
 
 def floor_db(mel: np.ndarray, top_db: float) -> float:

@@ -68,14 +68,16 @@ def va_histogram(true: np.ndarray, pred: np.ndarray, path: str | os.PathLike, bi
     """PNG with two 2-D histograms, predicted vs true valence and arousal, labelled frames only."""
     true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
     keep = np.isfinite(true).all(axis=1)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
     edges = np.linspace(-1, 1, bins + 1)
     for k, (ax, name) in enumerate(zip(axes, ("valence", "arousal"))):
         counts, _, _ = np.histogram2d(true[keep, k], pred[keep, k], bins=[edges, edges])
         image = ax.imshow(counts.T, origin="lower", extent=(-1, 1, -1, 1), cmap="viridis", aspect="equal")
         ax.plot([-1, 1], [-1, 1], color="white", linewidth=0.8, linestyle="--")
-        ax.set(title=f"{name} ({int(keep.sum())} frames)", xlabel="true", ylabel="predicted")
-        fig.colorbar(image, ax=ax, fraction=0.046, label="frames")
+        ax.set(title=f"{name} ({int(keep.sum())} frames)", xlabel=f"labelled {name} (-1..1)",
+               ylabel=f"predicted {name} (-1..1)")
+        fig.colorbar(image, ax=ax, fraction=0.046, label="frames (count)")
+    fig.suptitle("Predicted against labelled valence and arousal, validation frames (dashed: perfect)")
     fig.tight_layout()
     _save(fig, path)
 
@@ -97,7 +99,7 @@ def timeline(track: str, times: np.ndarray, pred: dict, true: dict, path: str | 
         if "va" in true:
             ax.plot(times, np.asarray(true["va"], np.float64)[:, k], color="black", linewidth=1.2, label="label")
         ax.plot(times, np.asarray(pred["va"])[:, k], color="tab:blue", linewidth=1.0, label="predicted")
-        ax.set(ylim=(-1.05, 1.05), ylabel=name)
+        ax.set(ylim=(-1.05, 1.05), ylabel=f"{name} (-1..1)")
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.legend(loc="upper right", fontsize=8)
     cmap = ListedColormap(["white", *EXPRESSION_COLOURS])
@@ -116,12 +118,15 @@ def timeline(track: str, times: np.ndarray, pred: dict, true: dict, path: str | 
         rows.append(np.where(labels >= 0, labels, np.nan))
     heat = np.stack(rows, axis=2).reshape(n, -1).T  # per AU: predicted row, then label row
     au_cmap = plt.get_cmap("magma").with_extremes(bad="#d0d0d0")
-    axes[3].imshow(heat, aspect="auto", interpolation="nearest", cmap=au_cmap, vmin=0, vmax=1,
-                   extent=(span[0], span[1], len(AUS) - 0.5, -0.5))
+    heat_image = axes[3].imshow(heat, aspect="auto", interpolation="nearest", cmap=au_cmap, vmin=0, vmax=1,
+                                extent=(span[0], span[1], len(AUS) - 0.5, -0.5))
+    fig.colorbar(heat_image, ax=axes[3], orientation="horizontal", location="top", fraction=0.05, pad=0.02,
+                 aspect=60, label="AU: predicted probability / label (0-1); grey: unlabelled")
     for k in range(1, len(AUS)):
         axes[3].axhline(k - 0.5, color="white", linewidth=0.6)
     axes[3].set_yticks(range(len(AUS)), [f"{au} p/l" if len(rows) == 2 else au for au in AUS], fontsize=7)
     axes[3].set_xlabel("time (s)")
-    axes[0].set_title(f"{track}: predictions against labels")
+    axes[0].set_title(f"{track}: predictions against labels (p: predicted, l: label)" if len(rows) == 2
+                      else f"{track}: predictions")
     fig.tight_layout()
     _save(fig, path)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from affect.schema import AUDIO, FRAMES
 from affect.shards import atomic_path, sha256_of, write_arrow
-from affect.video import VideoError, frame_timestamps, tool
+from affect.video import CPUFLAGS, VideoError, frame_timestamps, tool
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def extract_audio(video_path: str | os.PathLike, wav_path: str | os.PathLike, sa
     if origin is None:
         origin = float(frame_timestamps(video_path)[0])
     shift = int(round((start - origin) * sample_rate))
-    cmd = [tool("ffmpeg"), "-v", "error", "-nostdin", "-i", str(video_path), "-map", "0:a:0", "-vn", "-ac", "1",
+    cmd = [tool("ffmpeg"), *CPUFLAGS, "-v", "error", "-nostdin", "-i", str(video_path), "-map", "0:a:0", "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:"]
     n_samples = 0
     with tempfile.TemporaryFile() as stderr, atomic_path(wav_path) as tmp:

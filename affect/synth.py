@@ -1,9 +1,13 @@
 """The embedded demo dataset: expressive synthetic face videos with their labels, in the ABAW2 layout.
 
 Faces come from photographs shipped inside the project's own dependencies (InsightFace's `t1.jpg`, six
-faces, and scikit-image's astronaut), and their horizontal flips. Each face's 106 landmarks are found once
-with the project's own detector and landmark model; the face is then animated by a piecewise-affine warp of
-a triangulation of those landmarks (plus forehead, cheek and border points, so the background stays put).
+faces, and scikit-image's astronaut), and their horizontal flips. Their 106 landmarks were measured once
+with the project's own detector and landmark model and are committed (`synth_faces.json`, written by
+`python -m affect.synth_faces`), so no model runs here. Each source face is first neutralised (the photo's
+own smile undone: lips closed, corners level, `neutral_landmarks`), and every person of every video is a
+new apparent identity (`vary`: face width and height, jaw, eye spacing and mouth width reshaped, skin
+tinted, lit from one side). The face is then animated by a piecewise-affine warp of a triangulation of
+those landmarks (plus forehead, cheek and border points, so the background stays put).
 
 Every person follows a latent performance, and labels, pixels and sound all derive from it:
 - expression segments of 1-4 s (smooth onsets and offsets) drive their FACS prototype action units with a
@@ -19,8 +23,13 @@ Every person follows a latent performance, and labels, pixels and sound all deri
   (+half an octave per unit) with arousal; in two-person videos it follows one of the two people.
 Then Aff-Wild2's incomplete labels: videos belong to random subsets of the task sets, annotated tracks have
 unlabelled stretches (-5 / -1), some files are a row or two off, some videos have no annotation, Train_Set /
-Validation_Set by video. Videos are raw frames piped into ffmpeg with deterministic flags: the same seed gives
-the same bytes, whatever the number of jobs.
+Validation_Set by video.
+
+The same seed gives the same bytes on any x86-64 machine, whatever the number of jobs: every point, matrix
+and factor that drives pixels is computed with exact arithmetic or put on a grid (`affect.exact`), warps and
+blurs run in elementwise or fixed-point arithmetic (no SIMD-dependent OpenCV float path), the voice is
+rounded to 16-bit PCM, and ffmpeg encodes with bit-exact flags and pinned CPU flags (`affect.video.CPUFLAGS`).
+`data/demo.sha256` lists the default tree's checksums (tests/test_reproducible.py).
 
 Source faces whose head is turned too far (t1.jpg's second and fifth face) fold the warp and are not used.
 `python -m affect.synth strip OUT.png` draws a strip of demo frames with their labels (the README's picture).
@@ -28,6 +37,7 @@ Source faces whose head is turned too far (t1.jpg's second and fifth face) fold 
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -41,14 +51,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
+from scipy import ndimage
 from scipy.spatial import Delaunay
 from tqdm import tqdm
 
 from affect.annotations import write_annotation
-from affect.detect import FaceDetector
-from affect.landmarks import LandmarkModel
-from affect.models import model_file
+from affect.exact import MATRIX_STEP, apply_affine, on_grid, remap, warp_affine
 from affect.schema import AUS, EXPRESSIONS
+from affect.video import CPUFLAGS
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +96,12 @@ EXPR_THRESHOLD = 0.25  # expression label where envelope x intensity exceeds thi
 AU_THRESHOLD = 0.5     # AU label 1 where its intensity exceeds this
 AU_EVENT_RATE = 0.1    # per second: each AU's rate of activity outside the expressions (0.6-1.5 s bursts)
 
+SOURCE_LANDMARKS = Path(__file__).with_name("synth_faces.json")  # written by `python -m affect.synth landmarks`
+LANDMARK_STEP = 1 / 8  # px: grid of the committed source landmarks
+POINT_STEP = 1 / 64    # px: grid of every point and displacement that drives the warps (affect.exact)
 VOICE_RATE = 22050     # Hz, rate the voice is synthesised at (the encoder resamples)
 PORTRAIT_IOD = 0.18    # inter-ocular distance as a fraction of the person's cell width
+NEUTRAL_MOUTH = 0.8    # neutral mouth width at most this many eye distances (smiles are wider)
 MAX_TURN = 0.3         # source faces whose nose tip is further off the eyes' centre (in eye distances) are not used
 # Container variants: (extension, video codec args, audio codec args, audio rate).
 FORMATS = {
@@ -109,10 +123,11 @@ class Face:
 
     name: str
     image: np.ndarray      # (H, W, 3) uint8 portrait, eyes level, inter-ocular distance PORTRAIT_IOD * W
-    alpha: np.ndarray      # (H, W) float32 in 0..1: the person (face, hair, neck) over the background
+    alpha: np.ndarray      # (H, W) uint8, 255 = the person (face, hair, neck), 0 = the background
+    source: np.ndarray     # (P, 2) float32 where the points are in `image`
     points: np.ndarray     # (P, 2) float32 rest points: 106 landmarks, forehead, cheeks, lid creases, ring, border
-    basis: np.ndarray      # (12, P, 2) float32 displacement in pixels per unit intensity of each AU
-    triangles: np.ndarray  # (K, 3) int32 Delaunay triangles of `points`
+    basis: np.ndarray      # (12, P, 2) float32 displacement in pixels per unit intensity of each AU (POINT_STEP grid)
+    triangles: np.ndarray  # (K, 3) int32 Delaunay triangles of `source`
 
 
 @dataclass
@@ -149,42 +164,68 @@ def _smooth_noise(rng: np.random.Generator, n: int, fps: float, period_s: float)
 
 
 def _portrait(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Warp a photo so the eyes are level, centred at (0.5 W, 0.4 H), PORTRAIT_IOD * W apart."""
+    """Warp a photo so the eyes are level, centred at (0.5 W, 0.4 H), PORTRAIT_IOD * W apart.
+
+    Returns the portrait and the (2, 3) matrix taking photo pixels to portrait pixels (entries on
+    MATRIX_STEP, computed with exact arithmetic only, so the warp is the same on every machine).
+    """
     width, height = size
-    left, right = landmarks[[35, 39]].mean(0), landmarks[[89, 93]].mean(0)
-    src_vec = right - left
-    eye_mouth = np.hypot(*(landmarks[LIP_CORNERS].mean(0) - (left + right) / 2))
-    scale = PORTRAIT_IOD * width / max(np.hypot(*src_vec), eye_mouth / 1.15)  # turned heads: by eye-mouth
-    angle = np.arctan2(src_vec[1], src_vec[0])
-    c, s = scale * np.cos(-angle), scale * np.sin(-angle)
-    rot = np.array([[c, -s], [s, c]])
-    centre = (left + right) / 2
-    shift = np.array([0.5 * width, 0.4 * height]) - rot @ centre
-    matrix = np.hstack([rot, shift[:, None]])
-    portrait = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REFLECT)
-    return portrait, (landmarks @ rot.T + shift).astype(np.float32)
+    lm = np.asarray(landmarks, np.float64)
+    left, right = lm[[35, 39]].mean(0), lm[[89, 93]].mean(0)
+    dx, dy = right - left
+    eyes = np.sqrt(dx * dx + dy * dy)
+    mouth = lm[LIP_CORNERS].mean(0) - (left + right) / 2
+    eye_mouth = np.sqrt(mouth[0] * mouth[0] + mouth[1] * mouth[1])
+    scale = PORTRAIT_IOD * width / max(eyes, eye_mouth / 1.15)  # turned heads: by eye-mouth distance
+    c, s = on_grid(scale * dx / eyes, MATRIX_STEP), on_grid(-scale * dy / eyes, MATRIX_STEP)
+    cx, cy = (left + right) / 2
+    matrix = np.array([[c, -s, on_grid(0.5 * width - (c * cx - s * cy), MATRIX_STEP)],
+                       [s, c, on_grid(0.4 * height - (s * cx + c * cy), MATRIX_STEP)]])
+    portrait = warp_affine(image, matrix, (width, height), border="reflect")
+    return portrait, matrix
 
 
-def _face(name: str, image: np.ndarray, lm: np.ndarray) -> Face:
-    """Rest points, triangulation, AU displacement basis and alpha of one portrait with its landmarks."""
-    height, width = image.shape[:2]
-    iod = PORTRAIT_IOD * width
+def _inner_points(lm: np.ndarray, iod: float) -> np.ndarray:
+    """(13, 2) points that follow the face: forehead (5), cheeks (2) and lid creases (6) of 106 landmarks."""
     mid_x = lm[[35, 39, 89, 93]].mean(0)[0]
     eye_y = lm[EYE_CORNERS].mean(0)[1]
-    mouth_y = lm[LIP_CORNERS].mean(0)[1]
     brow_top = lm[BROWS][:, 1].min()
     forehead = np.array([[mid_x + k * iod, brow_top - 0.45 * iod] for k in (-1.1, -0.55, 0.0, 0.55, 1.1)])
     cheeks = np.array([[mid_x + sx * 0.72 * iod, eye_y + 0.55 * iod] for sx in (-1, 1)])
+    creases = lm[EYE_UPPER] + 0.35 * (lm[above_lids(lm)] - lm[EYE_UPPER])     # lid creases, between lids and brows
+    return np.vstack([forehead, cheeks, creases])
+
+
+def above_lids(lm: np.ndarray) -> list[int]:
+    """The lower-brow landmark above each upper-lid point of EYE_UPPER."""
+    brow_lower = np.array([43, 44, 45, 47, 46, 97, 98, 99, 100, 101])
+    return [int(brow_lower[np.argmin(np.abs(lm[brow_lower, 0] - lm[i, 0]))]) for i in EYE_UPPER]
+
+
+def _face(name: str, image: np.ndarray, source_lm: np.ndarray, rest_lm: np.ndarray | None = None) -> Face:
+    """Points, triangulation, AU displacement basis and alpha of one portrait.
+
+    `source_lm`: the 106 landmarks where they are in `image`; `rest_lm`: where they are in the person's
+    rest pose (default: the same), e.g. with the photo's own smile undone (`neutral_landmarks`) and the face
+    reshaped (`vary`). The image is warped from the first to the second, then by the AUs.
+    """
+    lm = np.asarray(source_lm if rest_lm is None else rest_lm, np.float64)
+    source_lm = np.asarray(source_lm, np.float64)
+    height, width = image.shape[:2]
+    iod = PORTRAIT_IOD * width
+    mid_x = source_lm[[35, 39, 89, 93]].mean(0)[0]
+    eye_y = source_lm[EYE_CORNERS].mean(0)[1]
+    mouth_y = source_lm[LIP_CORNERS].mean(0)[1]
     angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     centre = np.array([mid_x, (eye_y + mouth_y) / 2])
     ring = centre + np.stack([1.9 * iod * np.cos(angles), 2.4 * iod * np.sin(angles)], 1)
     border = np.array([[x, y] for x in (0, width / 2, width - 1) for y in (0, height / 2, height - 1)
                        if (x, y) != (width / 2, height / 2)])
-    brow_lower = np.array([43, 44, 45, 47, 46, 97, 98, 99, 100, 101])
-    above = [brow_lower[np.argmin(np.abs(lm[brow_lower, 0] - lm[i, 0]))] for i in EYE_UPPER]
-    creases = lm[EYE_UPPER] + 0.35 * (lm[above] - lm[EYE_UPPER])     # lid creases, between lids and brows
-    points = np.vstack([lm, forehead, cheeks, creases, ring, border]).astype(np.float32)
+    source = on_grid(np.vstack([source_lm, _inner_points(source_lm, iod), ring, border]), POINT_STEP)
+    points = on_grid(np.vstack([lm, _inner_points(lm, iod), ring, border]), POINT_STEP).astype(np.float32)
+    mid_x = lm[[35, 39, 89, 93]].mean(0)[0]
+    mouth_y = lm[LIP_CORNERS].mean(0)[1]
+    above = above_lids(lm)
     cheek_idx = [N_POINTS + 5, N_POINTS + 6]
     crease_idx = list(range(N_POINTS + 7, N_POINTS + 13))
 
@@ -248,40 +289,88 @@ def _face(name: str, image: np.ndarray, lm: np.ndarray) -> Face:
         dist = np.linalg.norm(points[targets, None] - points[None, anchors], axis=2) / iod
         w = np.exp(-0.5 * (dist / 0.3) ** 2)
         b[targets] = (w @ b[anchors]) / w.sum(1)[:, None]
-    basis *= iod
+    basis = on_grid(basis * iod, POINT_STEP).astype(np.float32)
 
-    alpha = np.zeros((height, width), np.float32)
+    alpha = np.zeros((height, width), np.uint8)     # uint8 and blurred in fixed point: the same bits everywhere
     axes = (int(1.45 * iod), int(2.05 * iod))
-    cv2.ellipse(alpha, (int(centre[0]), int(centre[1] - 0.35 * iod)), axes, 0, 0, 360, 1.0, -1)
-    cv2.ellipse(alpha, (int(centre[0]), int(chin_y + 0.6 * iod)), (int(0.7 * iod), int(0.9 * iod)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(alpha, (int(centre[0]), int(centre[1] - 0.35 * iod)), axes, 0, 0, 360, 255, -1)
+    cv2.ellipse(alpha, (int(centre[0]), int(chin_y + 0.6 * iod)), (int(0.7 * iod), int(0.9 * iod)), 0, 0, 360, 255, -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 0.18 * iod)
-    triangles = Delaunay(points.astype(np.float64)).simplices.astype(np.int32)
-    return Face(name, image, alpha, points, basis, triangles)
+    triangles = Delaunay(source).simplices.astype(np.int32)
+    return Face(name, image, alpha, source.astype(np.float32), points, basis, triangles)
 
 
-def source_faces(detector: FaceDetector, landmark_model: LandmarkModel, size: tuple[int, int]) -> list[Face]:
-    """Every face of the source photos and its mirror image, as portraits of `size` (W, H) ready to animate."""
+def neutral_landmarks(lm: np.ndarray) -> np.ndarray:
+    """The 106 landmarks with the photo's own mouth expression undone: lips closed where they meet, the
+    corners level with the lips' meeting line and no wider than NEUTRAL_MOUTH * the eye distance.
+
+    Most source photos smile; without this every synthetic expression would smile too.
+    """
+    p = np.asarray(lm, np.float64).copy()
+    iod = np.linalg.norm(p[[89, 93]].mean(0) - p[[35, 39]].mean(0))
+    half = (p[INNER_LOWER] - p[INNER_UPPER]) / 2             # close the lips: both halves meet midway
+    for upper, lower, amount in ((INNER_UPPER, INNER_LOWER, 1.0), ([63, 71, 67], [56, 53, 59], 1.0)):
+        p[upper] += amount * half
+        p[lower] -= amount * half
+    for upper, lower, k in (([64], [55], 0), ([68], [58], 2)):
+        p[upper] += 0.5 * half[k]
+        p[lower] -= 0.5 * half[k]
+    line = p[INNER_UPPER + INNER_LOWER].mean(0)               # where the lips meet
+    mouth = LIP_CORNERS + INNER_CORNERS + OUTER_UPPER + OUTER_LOWER + INNER_UPPER + INNER_LOWER
+    half_width = min(NEUTRAL_MOUTH * iod / 2, abs(p[61, 0] - p[52, 0]) / 2)
+    moves = {}
+    for corner, inner, side in ((52, 65, -1), (61, 69, 1)):
+        target = np.array([line[0] + side * half_width, line[1] + 0.02 * iod])
+        moves[side] = target - p[corner]
+        p[inner] += target - p[corner]       # the inner corner moves with the outer one
+        p[corner] = target
+    for k in sorted(set(mouth) - set(LIP_CORNERS + INNER_CORNERS)):   # the lips follow their corners
+        t = np.clip((p[k, 0] - line[0]) / max(half_width, 1e-6), -1, 1)
+        p[k] += moves[-1] * max(-t, 0.0) ** 2 + moves[1] * max(t, 0.0) ** 2
+    return p
+
+
+def vary(face: Face, rng: np.random.Generator) -> Face:
+    """Another apparent person from a source face: the face reshaped (width, height, jaw, eye spacing, mouth
+    width), the skin tinted and lit from one side. All factors are put on a grid before they act."""
+    height, width = face.image.shape[:2]
+    iod = PORTRAIT_IOD * width
+    source = face.source[:N_POINTS].astype(np.float64)
+    lm = face.points[:N_POINTS].astype(np.float64)
+    centre = lm.mean(0)
+    sx, sy, jaw, eyes, mouth = on_grid(rng.uniform([0.9, 0.92, 0.9, -0.05, 0.9], [1.1, 1.08, 1.1, 0.05, 1.1]),
+                                       MATRIX_STEP)
+    lm = centre + (lm - centre) * np.array([sx, sy])
+    mid_x = lm[EYE_CORNERS, 0].mean()
+    below = [k for k in CONTOUR if lm[k, 1] > lm[LIP_CORNERS, 1].mean()]
+    lm[below, 0] = mid_x + (lm[below, 0] - mid_x) * jaw
+    for group, side in ((EYE_UPPER[:3] + EYE_LOWER[:3] + [33, 34, 35, 36, 37, 38, 39], -1),
+                        (EYE_UPPER[3:] + EYE_LOWER[3:] + [87, 88, 89, 90, 91, 92, 93], 1)):
+        lm[group, 0] += side * eyes * iod
+    lips = LIP_CORNERS + INNER_CORNERS + OUTER_UPPER + OUTER_LOWER + INNER_UPPER + INNER_LOWER
+    mouth_x = lm[lips, 0].mean()
+    lm[lips, 0] = mouth_x + (lm[lips, 0] - mouth_x) * mouth
+    gains = on_grid(np.exp(rng.normal(0, 0.1, 3)) * rng.uniform(0.8, 1.15), MATRIX_STEP).astype(np.float32)
+    slope = np.float32(on_grid(rng.uniform(-0.35, 0.35), MATRIX_STEP))
+    light = 1 + slope * (np.arange(width, dtype=np.float32) - width / 2) / width
+    image = face.image.astype(np.float32) * gains * light[None, :, None]
+    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return _face(face.name, image, source, on_grid(lm, POINT_STEP))
+
+
+def source_faces(size: tuple[int, int]) -> list[Face]:
+    """Every usable face of the source photos and its mirror image, as portraits of `size` (W, H) ready to
+    animate, placed by the committed landmarks of SOURCE_LANDMARKS (no model runs here)."""
+    photos = dict(source_photos())
     faces = []
-    for photo_name, photo in source_photos():
-        boxes, _ = detector.detect(photo)
-        order = np.argsort(boxes[:, 0], kind="stable")
-        for k, box in enumerate(boxes[order]):
-            portrait, _ = _portrait(photo, landmark_model.predict_in_box(photo, box), size)
-            for name, image in ((f"{photo_name}-{k}", portrait), (f"{photo_name}-{k}-flip", portrait[:, ::-1].copy())):
-                found, _ = detector.detect(image)   # landmarks again on the upright portrait: more accurate
-                if len(found) == 0:
-                    log.warning("%s: no face in its portrait; not used", name)
-                    continue
-                centre = np.array(size) / 2
-                best = found[np.argmin(np.hypot(*(((found[:, :2] + found[:, 2:4]) / 2 - centre).T)))]
-                lm = landmark_model.predict_in_box(image, best)
-                turn = abs(lm[86, 0] - lm[EYE_CORNERS, 0].mean()) / (PORTRAIT_IOD * size[0])
-                if turn > MAX_TURN:
-                    log.info("%s: head turned (nose %.2f eye distances off centre); not used", name, turn)
-                    continue
-                faces.append(_face(name, image, lm))
-    if not faces:
-        raise RuntimeError("the detector found no face in the source photos")
+    for entry in json.loads(Path(SOURCE_LANDMARKS).read_text())["faces"]:
+        photo = photos[entry["photo"]]
+        image = np.ascontiguousarray(photo[:, ::-1]) if entry["flip"] else photo
+        landmarks = np.array(entry["landmarks"], np.float64)
+        portrait, matrix = _portrait(image, landmarks, size)
+        name = f"{entry['photo']}-{entry['face']}" + ("-flip" if entry["flip"] else "")
+        source = on_grid(apply_affine(matrix, landmarks), POINT_STEP)
+        faces.append(_face(name, portrait, source, on_grid(neutral_landmarks(source), POINT_STEP)))
     return faces
 
 
@@ -356,64 +445,81 @@ def perform(rng: np.random.Generator, n: int, fps: float) -> Performance:
 # ---------------------------------------------------------------------------------------------- render
 
 def warp_points(face: Face, au: np.ndarray, blink: float, head: np.ndarray) -> np.ndarray:
-    """(P, 2) points of one frame: rest points moved by the AUs and the blink, then by the head pose."""
-    points = face.points + np.tensordot(au, face.basis, axes=1)
+    """(P, 2) float64 points of one frame on POINT_STEP: rest points moved by the AUs and the blink, then by the
+    head pose (elementwise arithmetic in a fixed order, so the same bits on every machine)."""
+    points = face.points.astype(np.float64)
+    for k in range(len(AUS)):
+        points = points + float(au[k]) * face.basis[k]
     closing = 0.92 * blink       # upper lids and pupils move onto the lower lids
     points[EYE_UPPER] += closing * (points[EYE_LOWER] - points[EYE_UPPER])
     for pupil, lid in PUPILS:
         points[pupil] += closing * (points[lid] - points[pupil])
     height, width = face.image.shape[:2]
-    centre = face.points[:N_POINTS].mean(0)
+    centre = face.points[:N_POINTS].astype(np.float64).mean(0)
     matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(head[0]), float(head[1]))
     matrix[:, 2] += (head[2] * width, head[3] * height)
-    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    return on_grid(apply_affine(on_grid(matrix, MATRIX_STEP), points), POINT_STEP)
 
 
 def piecewise_affine(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Warp `image` so that points `src` land on `dst`, affinely inside each triangle (one cv2.remap)."""
+    """Float64 (H, W, C) `image` warped so that points `src` land on `dst`, affinely inside each triangle.
+
+    Each triangle's affine map is solved in closed form (Cramer's rule, elementwise) and every pixel is
+    sampled once (`affect.exact.remap`): the same bits on every machine for the same points.
+    """
     height, width = image.shape[:2]
-    d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1), np.float32)], 2).astype(np.float64)
-    s = src[triangles].astype(np.float64)
-    area = np.abs(np.linalg.det(d)) / 2
-    d[area < 0.05] = np.eye(3)              # collapsed triangles (a closed eye) cover no pixel
-    affine = np.linalg.solve(d, s)          # (K, 3, 2): [x y 1] @ affine = source point
-    corners = np.round(dst[triangles] * 16).astype(np.int32)
+    d = np.asarray(dst, np.float64)[triangles]      # (K, 3, 2)
+    s = np.asarray(src, np.float64)[triangles]
+    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
+    f1, f2 = s[:, 1] - s[:, 0], s[:, 2] - s[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    area = np.abs(det) / 2
+    drawn = area >= 0.05                    # collapsed triangles (a closed eye) cover no pixel
+    det = np.where(drawn, det, 1.0)[:, None]
+    ax = (e2[:, 1:2] * f1 - e1[:, 1:2] * f2) / det      # d(source) / dx, (K, 2)
+    ay = (e1[:, 0:1] * f2 - e2[:, 0:1] * f1) / det      # d(source) / dy
+    a0 = s[:, 0] - d[:, 0, 0:1] * ax - d[:, 0, 1:2] * ay
+    corners = np.round(d * 16).astype(np.int32)
     index = np.full((height, width), 0xFFFF, np.uint16)
     for k in np.argsort(area, kind="stable"):  # outlines first, large triangles last: no gaps at edges
-        if area[k] >= 0.05:
+        if drawn[k]:
             cv2.polylines(index, [corners[k]], True, int(k), 1, cv2.LINE_8, shift=4)
-    for k in np.flatnonzero(area >= 0.05):
+    for k in np.flatnonzero(drawn):
         cv2.fillConvexPoly(index, corners[k], int(k), lineType=cv2.LINE_8, shift=4)
-    affine = np.concatenate([affine, np.zeros((1, 3, 2))])  # index 0xFFFF -> off the image
-    affine[-1, 2] = -1e4
+    off = np.array([[-1e4, -1e4]])                   # index 0xFFFF -> off the image
+    ax, ay, a0 = (np.concatenate([v, np.zeros((1, 2))]) for v in (ax, ay, a0))
+    a0[-1] = off
     flat = np.minimum(index, len(triangles)).ravel()
     ys, xs = np.mgrid[0:height, 0:width]
-    a = affine[flat]
-    map_x = (xs.ravel() * a[:, 0, 0] + ys.ravel() * a[:, 1, 0] + a[:, 2, 0]).reshape(height, width)
-    map_y = (xs.ravel() * a[:, 0, 1] + ys.ravel() * a[:, 1, 1] + a[:, 2, 1]).reshape(height, width)
-    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    xs, ys = xs.ravel().astype(np.float64), ys.ravel().astype(np.float64)
+    map_x = (xs * ax[flat, 0] + ys * ay[flat, 0] + a0[flat, 0]).reshape(height, width)
+    map_y = (xs * ax[flat, 1] + ys * ay[flat, 1] + a0[flat, 1]).reshape(height, width)
+    return remap(image, map_x, map_y)
+
+
+def _soft_polygon(shape: tuple[int, int], polygon: np.ndarray, sigma: float) -> np.ndarray:
+    """(H, W) float32 in 0..1: a filled, blurred polygon (uint8 and fixed-point blur: the same bits everywhere)."""
+    canvas = np.zeros(shape, np.uint8)
+    cv2.fillPoly(canvas, [np.round(polygon * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return cv2.GaussianBlur(canvas, (0, 0), sigma).astype(np.float32) / 255.0
 
 
 def render_person(face: Face, au: np.ndarray, blink: float, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One frame of one person: (H, W, 3) float32 RGB and (H, W) float32 alpha, mouth cavity painted."""
     dst = warp_points(face, au, blink, head)
-    rgba = np.dstack([face.image.astype(np.float32), face.alpha * 255.0])
-    warped = piecewise_affine(rgba, face.points, dst, face.triangles)
-    rgb, alpha = warped[:, :, :3], warped[:, :, 3] / 255.0
+    warped = piecewise_affine(np.dstack([face.image, face.alpha]), face.source, dst, face.triangles)
+    rgb, alpha = warped[:, :, :3].astype(np.float32), (warped[:, :, 3] / 255.0).astype(np.float32)
     opening = float(np.linalg.norm(dst[INNER_LOWER] - dst[INNER_UPPER], axis=1).mean())
     rest = float(np.linalg.norm(face.points[INNER_LOWER] - face.points[INNER_UPPER], axis=1).mean())
-    strength = np.clip((opening - rest) / (0.04 * PORTRAIT_IOD * face.image.shape[1]), 0.0, 1.0)
+    strength = np.float32(np.clip((opening - rest) / (0.04 * PORTRAIT_IOD * face.image.shape[1]), 0.0, 1.0))
     if strength > 0:      # the opened mouth: dark red inside, upper teeth, soft edges
         iod = PORTRAIT_IOD * face.image.shape[1]
-        cavity = np.zeros(alpha.shape, np.float32)
-        cv2.fillPoly(cavity, [np.round(dst[MOUTH_INNER] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-        teeth = np.zeros_like(cavity)
         edge = dst[[65] + INNER_UPPER + [69]]
         band = np.vstack([edge, edge[::-1] + (0, min(0.3 * opening, 0.09 * iod))])
-        cv2.fillPoly(teeth, [np.round(band * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-        cavity = cv2.GaussianBlur(cavity, (0, 0), 0.6) * strength
-        teeth = cv2.GaussianBlur(teeth, (0, 0), 0.6) * cavity
+        cavity = _soft_polygon(alpha.shape, dst[MOUTH_INNER], 0.6)
+        teeth = _soft_polygon(alpha.shape, band, 0.6) * cavity
+        cavity = cavity * strength
+        teeth = teeth * strength
         colour = teeth[:, :, None] * np.array([225, 215, 200], np.float32) + \
             (cavity - teeth)[:, :, None] * np.array([95, 35, 40], np.float32)
         rgb = rgb * (1 - cavity[:, :, None]) + colour
@@ -421,17 +527,18 @@ def render_person(face: Face, au: np.ndarray, blink: float, head: np.ndarray) ->
 
 
 def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A smooth random room-like background: (H, W, 3) float32 RGB."""
+    """A smooth random room-like background: (H, W, 3) float32 RGB (scipy.ndimage: no run-time kernel choice)."""
     base = rng.uniform(50, 210) + rng.normal(0, 25, 3)
     coarse = base + rng.normal(0, 25, (3, 4, 3))
-    image = cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    image = ndimage.zoom(coarse, (height / 3, width / 4, 1), order=3, mode="nearest", grid_mode=True)
     for _ in range(rng.integers(2, 5)):
         x0, y0 = rng.integers(0, width), rng.integers(0, height)
         w, h = rng.integers(width // 8, width // 2), rng.integers(height // 8, height // 2)
-        patch = np.zeros((height, width), np.float32)
-        cv2.rectangle(patch, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), 1.0, -1)
-        image += cv2.GaussianBlur(patch, (0, 0), 3)[:, :, None] * rng.normal(0, 30, 3).astype(np.float32)
-    return np.clip(image + rng.normal(0, 3, image.shape).astype(np.float32), 0, 255)
+        patch = np.zeros((height, width), np.float64)
+        patch[int(y0):int(y0 + h) + 1, int(x0):int(x0 + w) + 1] = 1.0
+        image = image + ndimage.gaussian_filter(patch, 3)[:, :, None] * rng.normal(0, 30, 3)
+    image = image + rng.normal(0, 3, image.shape)
+    return np.clip(np.round(image), 0, 255).astype(np.float32)
 
 
 def render_frame(faces: list[Face], performances: list[Performance], i: int, backdrop: np.ndarray) -> np.ndarray:
@@ -561,7 +668,7 @@ def latents(plan: VideoPlan, seed: int) -> list[Performance]:
 def encode(frames, path: Path, size: tuple[int, int], fps: int, fmt: str, wav: Path | None) -> None:
     """Pipe RGB frames into ffmpeg (deterministic flags), muxing the WAV as the audio track if given."""
     _, vcodec, acodec, rate = FORMATS[fmt]
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+    cmd = ["ffmpeg", *CPUFLAGS, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
            "-s", f"{size[0]}x{size[1]}", "-r", str(fps), "-i", "pipe:0"]
     if wav is not None:
         cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", *acodec, "-ar", str(rate), "-ac", "1"]
@@ -609,7 +716,7 @@ def make_video(plan: VideoPlan, faces: list[Face], root: Path, seed: int, unlabe
     """Render, encode and annotate one planned video under `root`."""
     performances = latents(plan, seed)
     rng = np.random.default_rng([seed, plan.index, 1])
-    people = [faces[int(k)] for k in rng.choice(len(faces), plan.people, replace=False)]
+    people = [vary(faces[int(k)], rng) for k in rng.choice(len(faces), plan.people, replace=False)]
     width, height = people[0].image.shape[1] * len(people), people[0].image.shape[0]
     backdrop = background(rng, width, height)
     ext = FORMATS[plan.fmt][0]
@@ -648,26 +755,16 @@ def _make_video(args: tuple) -> str:
     return args[0].stem
 
 
-def load_faces(models_dir: str | os.PathLike, detector: str, landmarks: str,
-               size: tuple[int, int]) -> list[Face]:
-    """The animatable source faces, found with the project's detector and landmark model."""
-    det = FaceDetector(model_file(detector, "det", models_dir), det_size=640, threshold=0.5)
-    lmk = LandmarkModel(model_file(landmarks, "landmarks", models_dir))
-    return source_faces(det, lmk, size)
-
-
 def generate(root: str | os.PathLike, seed: int = 0, n_videos: int = 12, seconds: tuple[float, float] = (4, 10),
              size: tuple[int, int] = (256, 256), two_person_fraction: float = 0.25, no_audio_fraction: float = 0.15,
              unannotated_fraction: float = 0.1, task_fraction: dict[str, float] | None = None,
              validation_fraction: float = 0.25, avi_fraction: float = 0.35, unlabelled_rate: float = 1.0,
-             row_mismatch_fraction: float = 0.1,
-             models_dir: str | os.PathLike = "data/models", detector: str = "scrfd_2.5g",
-             landmarks: str = "pfld106", jobs: int = 0) -> None:
+             row_mismatch_fraction: float = 0.1, jobs: int = 0) -> None:
     """Write a demo dataset in the ABAW2 layout to `root` (built beside it, renamed into place when complete)."""
     root = Path(root)
     task_fraction = task_fraction or {"va": 0.7, "expr": 0.6, "au": 0.6}
     size = (int(size[0]), int(size[1]))
-    faces = load_faces(models_dir, detector, landmarks, size)
+    faces = source_faces(size)
     plans = plan_videos(seed, n_videos, tuple(seconds), size, two_person_fraction, no_audio_fraction,
                         unannotated_fraction, task_fraction, validation_fraction, avi_fraction)
     tmp = root.parent / f".{root.name}.tmp"
@@ -703,14 +800,13 @@ def generate(root: str | os.PathLike, seed: int = 0, n_videos: int = 12, seconds
 
 # ----------------------------------------------------------------------------------------------- strip
 
-def demo_strip(path: str | os.PathLike, models_dir: str | os.PathLike = "data/models", seed: int = 0,
-               n: int = 7, size: tuple[int, int] = (256, 256)) -> None:
+def demo_strip(path: str | os.PathLike, seed: int = 0, n: int = 7, size: tuple[int, int] = (256, 256)) -> None:
     """A PNG strip of `n` demo frames (different people and expressions) captioned with their labels."""
-    faces = load_faces(models_dir, "scrfd_2.5g", "pfld106", size)
+    faces = source_faces(size)
     rng = np.random.default_rng(seed)
     fps, tiles = 25, []
     for k in range(n):
-        face = faces[(k * 3) % len(faces)]
+        face = vary(faces[(k * 3) % len(faces)], rng)
         wanted = k % len(EXPRESSIONS)
         for _ in range(100):      # a performance that shows the wanted expression
             perf = perform(rng, 6 * fps, fps)
@@ -733,10 +829,10 @@ def demo_strip(path: str | os.PathLike, models_dir: str | os.PathLike = "data/mo
 
 
 def main(argv: list[str]) -> None:
-    """`python -m affect.synth strip OUT.png [MODELS_DIR]`: the README's picture of demo frames."""
-    if len(argv) < 2 or argv[0] != "strip":
-        raise SystemExit("usage: python -m affect.synth strip OUT.png [MODELS_DIR]")
-    demo_strip(argv[1], argv[2] if len(argv) > 2 else "data/models")
+    """`python -m affect.synth strip OUT.png`: the README's picture of demo frames."""
+    if len(argv) != 2 or argv[0] != "strip":
+        raise SystemExit("usage: python -m affect.synth strip OUT.png")
+    demo_strip(argv[1])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -21,6 +22,13 @@ from typing import Iterator
 
 import ffmpeg
 import numpy as np
+
+
+# ffmpeg's float code (the AAC and MP3 encoders and decoders, the resampler) has one version per instruction set,
+# and they round differently in the last bits. Pinned to the flags of every x86-64 processor since 2009
+# (x86-64-v2), the same code runs on every x86-64 machine: ffmpeg calls whose output is stored pass these.
+CPUFLAGS = (["-cpuflags", "mmx+mmxext+sse+sse2+sse3+ssse3+sse4.1+sse4.2+cmov"]
+            if platform.machine().lower() in ("x86_64", "amd64") else [])
 
 
 class VideoError(ValueError):

@@ -17,8 +17,7 @@ def main() -> None:
              no_audio_fraction=demo["no_audio_fraction"], unannotated_fraction=demo["unannotated_fraction"],
              task_fraction=demo["task_fraction"], validation_fraction=demo["validation_fraction"],
              avi_fraction=demo["avi_fraction"], unlabelled_rate=demo["unlabelled_rate"],
-             row_mismatch_fraction=demo["row_mismatch_fraction"], models_dir="data/models",
-             detector=demo["detector"], landmarks=demo["landmarks"], jobs=demo["jobs"])
+             row_mismatch_fraction=demo["row_mismatch_fraction"], jobs=demo["jobs"])
 
 
 if __name__ == "__main__":  # worker processes (spawned) import this module without running it

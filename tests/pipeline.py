@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,23 +36,25 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command in `cwd`, capturing its output; on failure the assertion shows it."""
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=ENV)
+def run(cwd: Path, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run a command in `cwd`, capturing its output; on failure the assertion shows it. Past `timeout` seconds
+    the command is killed and `subprocess.TimeoutExpired` raised."""
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=ENV, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
-def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def dvc(cwd: Path, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     """The real dvc command line in `cwd`."""
-    return run(cwd, DVC, *args, check=check)
+    return run(cwd, DVC, *args, check=check, timeout=timeout)
 
 
 def make_project(folder: Path, overrides: dict | None = None) -> Path:
-    """Copy the project's code, dvc.yaml and params into `folder`, as a fresh git + DVC repository."""
+    """Copy the project's code, dvc.yaml, params, DVC config and report template into `folder`, as a fresh git +
+    DVC repository."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("affect", "stages"):
+    for name in ("affect", "stages", "report"):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
@@ -60,8 +63,7 @@ def make_project(folder: Path, overrides: dict | None = None) -> Path:
     run(folder, "git", "config", "user.email", "test@example.com")
     run(folder, "git", "config", "user.name", "test")
     dvc(folder, "init", "-q")
-    dvc(folder, "config", "core.analytics", "false")
-    dvc(folder, "config", "cache.type", "reflink,hardlink,symlink,copy")
+    shutil.copy(ROOT / ".dvc/config", folder / ".dvc/config")  # analytics off, cache links, report template
     run(folder, "git", "add", "-A")
     run(folder, "git", "commit", "-qm", "project")
     return folder
@@ -71,3 +73,15 @@ def commit(folder: Path, message: str) -> None:
     """Commit everything (dvc.lock, .gitignore files, params) in the test repository."""
     run(folder, "git", "add", "-A")
     run(folder, "git", "commit", "-qm", message, check=False)
+
+
+def copy_project(source: Path, folder: Path) -> Path:
+    """A copy of a project, its git history and its DVC cache included."""
+    shutil.copytree(source, folder, symlinks=True)
+    dvc(folder, "checkout", "-q")
+    return folder
+
+
+def ran(output: str) -> set[str]:
+    """Names of the stages a `dvc repro` ran, from its log."""
+    return set(re.findall(r"Running stage '([^']+)'", output))

@@ -16,22 +16,10 @@ import pytest
 import yaml
 
 from bench import sweep
-from tests.pipeline import DVC, ENV, commit, dvc, run
+from tests.pipeline import DVC, ENV, commit, copy_project, dvc, ran, run
 
 pytestmark = pytest.mark.slow
 PREPROCESSING = ("demo", "models", "index", "split", "align", "landmarks", "masks", "mel", "labels", "partition")
-
-
-def ran(output: str) -> set[str]:
-    """Names of the stages a `dvc repro` ran, from its log."""
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-def copy_project(source: Path, folder: Path) -> Path:
-    """A copy of a project, its git history and its DVC cache included."""
-    shutil.copytree(source, folder, symlinks=True)
-    dvc(folder, "checkout", "-q")
-    return folder
 
 
 def set_param(project: Path, key: str, value) -> None:
@@ -116,22 +104,6 @@ def test_push_clone_pull_gives_an_up_to_date_pipeline(demo_pipeline, tmp_path):
     assert "Data and pipelines are up to date." in status, status
     assert ran(dvc(clone, "repro").stdout) == set()
     assert (clone / "data/train/teacher.pt").read_bytes() == (project / "data/train/teacher.pt").read_bytes()
-
-
-def test_two_experiments_compare_in_exp_show(demo_pipeline, tmp_path):
-    project = copy_project(demo_pipeline, tmp_path / "project")
-    dvc(project, "exp", "run", "-n", "supervised", "-S", "train.method=supervised")
-    dvc(project, "exp", "run", "-n", "mean_teacher", "-S", "train.method=mean_teacher")
-    rows = json.loads(dvc(project, "exp", "show", "--json").stdout)
-    experiments = {exp["name"]: exp for row in rows for exp in [
-        e for branch in row.get("experiments") or [] for e in branch.get("revs", [])]}
-    assert {"supervised", "mean_teacher"} <= set(experiments)
-    for name in ("supervised", "mean_teacher"):
-        data = experiments[name]["data"]
-        assert data["params"]["params.yaml"]["data"]["train"]["method"] == name
-        metrics = data["metrics"]["data/evaluate/metrics.json"]["data"]
-        criteria = [task["criterion"] for model in ("teacher", "student") for task in metrics[model].values()]
-        assert criteria and all(-1 <= c <= 1 for c in criteria)
 
 
 def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipeline, tmp_path):

@@ -26,29 +26,35 @@ EXTRA = dict(unlabelled_rate=2.0, row_mismatch_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, models_dir):
+def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "raw"
-    synth.generate(root, **PLAN, **EXTRA, models_dir=models_dir, jobs=1)
+    synth.generate(root, **PLAN, **EXTRA, jobs=1)
     return root
 
 
-@pytest.fixture(scope="module")
-def measured(demo, models_dir):
-    """Per track: latent performance, and per decoded frame the face found on its side and its landmarks."""
+# Landmark tests: the default demo's shape (one and two people, 25 and 30 fps) in short videos, seeds 0-5.
+LANDMARK_SEEDS = range(6)
+LANDMARK_PLAN = dict(n_videos=3, seconds=(2.5, 3.0), size=(256, 256), two_person_fraction=0.34,
+                     no_audio_fraction=0.0, unannotated_fraction=0.0, task_fraction={"va": 1.0, "expr": 1.0, "au": 1.0},
+                     validation_fraction=0.0, avi_fraction=0.0)
+
+
+def measure(root, plan: dict, models_dir) -> dict:
+    """Per track of a generated tree: latent performance, and per decoded frame the face found on its side
+    and its 106 landmarks (the project's detector and landmark model on the aligned crop)."""
     detector = FaceDetector(model_file("scrfd_2.5g", "det", models_dir))
     landmarks = LandmarkModel(model_file("pfld106", "landmarks", models_dir))
     out = {}
-    for plan in synth.plan_videos(**PLAN):
-        path = next((demo / "videos").glob(f"{plan.stem}.*"))
-        for track, perf in zip(synth.track_names(plan), synth.latents(plan, PLAN["seed"])):
-            out[track] = {"plan": plan, "perf": perf, "path": path, "found": [], "points": []}
-        width = None
+    for plan_ in synth.plan_videos(**plan):
+        path = next((root / "videos").glob(f"{plan_.stem}.*"))
+        for track, perf in zip(synth.track_names(plan_), synth.latents(plan_, plan["seed"])):
+            out[track] = {"plan": plan_, "perf": perf, "path": path, "found": [], "points": []}
         for frame in iter_frames(path):
             width = frame.shape[1]
             boxes, kps = detector.detect(frame)
             centres = (boxes[:, 0] + boxes[:, 2]) / 2
-            for k, track in enumerate(synth.track_names(plan)):
-                if plan.people == 1:
+            for k, track in enumerate(synth.track_names(plan_)):
+                if plan_.people == 1:
                     side = np.arange(len(boxes))
                 else:   # the person's own half of the frame
                     side = np.flatnonzero((centres < width / 2) == (k == 0))
@@ -59,6 +65,22 @@ def measured(demo, models_dir):
     for entry in out.values():
         entry["found"] = np.array(entry["found"])
         entry["points"] = np.array(entry["points"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def measured(demo, models_dir):
+    return measure(demo, PLAN, models_dir)
+
+
+@pytest.fixture(scope="module")
+def measured_seeds(tmp_path_factory, models_dir):
+    """{seed: measure(...)} of a small demo per seed of LANDMARK_SEEDS."""
+    out = {}
+    for seed in LANDMARK_SEEDS:
+        root = tmp_path_factory.mktemp(f"seed{seed}") / "raw"
+        synth.generate(root, seed=seed, **LANDMARK_PLAN, jobs=0)
+        out[seed] = measure(root, {"seed": seed, **LANDMARK_PLAN}, models_dir)
     return out
 
 
@@ -110,6 +132,9 @@ def test_detector_finds_the_faces_on_their_sides(measured):
         assert entry["found"].mean() >= 0.95, (track, entry["found"].mean())
 
 
+MIN_RHO = 0.3   # the claim: landmarks follow the AUs with a rho above this, on the mean over seeds
+
+
 def _mean_rho(measures: dict, latents: dict) -> float:
     """Spearman rho of a landmark measure against a latent intensity within each track where the latent varies,
     averaged over those tracks weighted by frames (faces differ in how far the landmark model follows them)."""
@@ -123,9 +148,10 @@ def _mean_rho(measures: dict, latents: dict) -> float:
     return float(np.average(rhos, weights=weights))
 
 
-def test_landmarks_follow_the_action_units(measured):
-    """Mouth opening rises with AU25/AU26, lip-corner height with AU12 (falls with AU15), brow height with
-    AU1/AU2 (falls with AU4), as measured by the project's landmark model on aligned crops of decoded frames."""
+def landmark_rhos(measured: dict) -> dict[str, float]:
+    """Mean Spearman rho (see `_mean_rho`) of three landmark measures against the AUs that move them:
+    mouth opening against AU25 + AU26, lip-corner height against AU12 - AU15, brow height against
+    AU1 + AU2 - AU4."""
     opening, corners, brows, mouth_au, smile_au, brow_au = {}, {}, {}, {}, {}, {}
     for track, entry in measured.items():
         found = entry["found"]
@@ -138,9 +164,24 @@ def test_landmarks_follow_the_action_units(measured):
         mouth_au[track] = column["AU25"] + column["AU26"]
         smile_au[track] = column["AU12"] - column["AU15"]
         brow_au[track] = column["AU1"] + column["AU2"] - column["AU4"]
-    rho = {"mouth": _mean_rho(opening, mouth_au), "corners": _mean_rho(corners, smile_au),
-           "brows": _mean_rho(brows, brow_au)}
-    assert min(rho.values()) > 0.5, rho
+    return {"mouth": _mean_rho(opening, mouth_au), "corners": _mean_rho(corners, smile_au),
+            "brows": _mean_rho(brows, brow_au)}
+
+
+def test_landmarks_follow_the_action_units(measured_seeds):
+    """The project's landmark model, on aligned crops of decoded demo frames, follows the AUs that move each
+    part: for each measure, the Spearman rho averaged over seeds 0-5 (every seed counted, none picked)
+    exceeds MIN_RHO = 0.3.
+
+    Measured when this was written (mean over the six seeds): mouth 0.63, lip corners 0.47, brows 0.46, so
+    the margin is 0.16 on the weakest measure. Single seeds vary far more (lip corners 0.03 to 0.69, brows
+    0.37 to 0.56): with three short videos a seed holds four tracks, and PFLD-lite follows the warps only
+    partly on some faces (downcast eyes, a closed smile), so a claim on one seed would hold at that seed only.
+    The earlier version of this test claimed rho > 0.5 at one seed chosen for it (4 of 8 seeds passed).
+    """
+    per_seed = {seed: landmark_rhos(measured) for seed, measured in measured_seeds.items()}
+    mean = {key: float(np.mean([rho[key] for rho in per_seed.values()])) for key in ("mouth", "corners", "brows")}
+    assert min(mean.values()) > MIN_RHO, (mean, per_seed)
 
 
 def test_audio_loudness_follows_arousal(demo):
@@ -162,11 +203,11 @@ def test_audio_loudness_follows_arousal(demo):
     assert rhos and min(rhos) > 0.5, rhos
 
 
-def test_same_seed_same_bytes(demo, models_dir, tmp_path):
+def test_same_seed_same_bytes(demo, tmp_path):
     again = tmp_path / "raw"
     again.mkdir()
     (again / "stale.txt").write_text("from an earlier run")
-    synth.generate(again, **PLAN, **EXTRA, models_dir=models_dir, jobs=2)
+    synth.generate(again, **PLAN, **EXTRA, jobs=2)
 
     def digests(root):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()

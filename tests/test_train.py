@@ -97,18 +97,24 @@ def train_digits(method: str, seed: int, steps: int, **config) -> tuple[nn.Modul
 def test_mean_teacher_beats_supervised_on_digits():
     """10% of the training digits labelled, the same network, engine and labelled batches; Mean Teacher
     batches are half unlabelled. The consistency weight ramps up over the first half (the reference
-    implementation's option): with the paper's no-ramp default the untrained teacher's hard labels hurt here."""
+    implementation's option): with the paper's no-ramp default the untrained teacher's hard labels hurt here.
+
+    The claim is on the mean over seeds 0-4, the first five (not chosen), with a margin of 0.01 test accuracy.
+    Measured over seeds 0-7 (test accuracy, supervised / MT student / MT teacher): the teacher's gain is
+    +0.019 on average (per seed +0.004 .. +0.032, standard deviation 0.010), +0.024 over seeds 0-4, so the
+    margin is about 3 standard errors of a 5-seed mean below the expected gain; the student's gain is similar
+    but one seed of eight (5) is 0.002 below supervised."""
     config = dict(lr=1e-3, eval_every=2000, checkpoint_every=2000, consistency_rampup=1000)
     supervised, mean_teacher = [], []
-    for seed in range(3):
+    for seed in range(5):
         student, _, digits = train_digits("supervised", seed, 2000, **config)
         supervised.append(digits.accuracy(student))
         student, teacher, digits = train_digits("mean_teacher", seed, 2000, **config)
         mean_teacher.append((digits.accuracy(student), digits.accuracy(teacher)))
     assert np.mean(supervised) > 0.85
     student_mean, teacher_mean = np.mean(mean_teacher, axis=0)
-    assert student_mean > np.mean(supervised), (supervised, mean_teacher)
-    assert teacher_mean > np.mean(supervised), (supervised, mean_teacher)
+    assert student_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
+    assert teacher_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
 
 
 class Interrupted(Exception):

@@ -1,0 +1,112 @@
+"""Numbers that come out the same on every x86-64 machine, whatever its instruction set.
+
+The libraries pick their kernels at run time from the processor (numpy's AVX-512 / AVX2 loops for sin, exp
+and log, OpenBLAS's per-core matrix kernels, ONNX Runtime's MLAS, oneDNN, OpenCV's SIMD paths), and those
+kernels round differently in the last bits. Two rules keep such noise out of stored bytes:
+- a value that drives anything downstream (a keypoint before an alignment fit, a landmark before a mask is
+  drawn, an affine matrix before a warp, a stored float column) is put on a grid first (`on_grid`): noise of
+  a few ulps then changes it only when the value lies within that noise of a grid boundary, with odds of
+  noise / step (about 1e-13 for float64 noise on a 2^-20 grid, about 1e-4 for ONNX Runtime's float32
+  keypoint noise on a 1/8-pixel grid);
+- a fit is computed in closed form with additions, multiplications, divisions and square roots alone, in a
+  fixed order (`similarity`, `apply_affine`): IEEE 754 makes those bit-exact on any processor, unlike a
+  LAPACK solve or a BLAS product whose kernel depends on the processor.
+Grids are powers of two, so a value on the grid is exact in binary and products of such values stay exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MATRIX_STEP = 2.0 ** -20   # grid of affine matrix entries (OpenCV warps in 1/1024 px: products stay exact)
+
+
+def on_grid(values, step: float) -> np.ndarray:
+    """float64 `values` rounded to the nearest multiple of `step` (a power of two; ties to even)."""
+    return np.round(np.asarray(values, np.float64) / step) * step
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 2) float64 points mapped by a (2, 3) affine matrix, elementwise (no BLAS: the same bits everywhere)."""
+    m = np.asarray(matrix, np.float64)
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    x, y = p[:, 0], p[:, 1]
+    return np.stack([m[0, 0] * x + m[0, 1] * y + m[0, 2], m[1, 0] * x + m[1, 1] * y + m[1, 2]], 1)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(2, 3) least-squares similarity (rotation, uniform scale, translation) taking `src` points onto `dst`.
+
+    The closed form of Umeyama's estimate in two dimensions: with centred points p (source) and q (target),
+    a = sum(p . q) / sum|p|^2 and b = sum(p x q) / sum|p|^2 give the matrix [[a, -b], [b, a]]; the
+    translation maps the source centroid onto the target's. Entries are put on MATRIX_STEP.
+    """
+    p = np.asarray(src, np.float64).reshape(-1, 2)
+    q = np.asarray(dst, np.float64).reshape(-1, 2)
+    p_mean, q_mean = p.mean(0), q.mean(0)
+    pc, qc = p - p_mean, q - q_mean
+    norm = (pc[:, 0] * pc[:, 0] + pc[:, 1] * pc[:, 1]).sum()
+    a = (pc[:, 0] * qc[:, 0] + pc[:, 1] * qc[:, 1]).sum() / norm
+    b = (pc[:, 0] * qc[:, 1] - pc[:, 1] * qc[:, 0]).sum() / norm
+    a, b = on_grid(a, MATRIX_STEP), on_grid(b, MATRIX_STEP)
+    tx = on_grid(q_mean[0] - (a * p_mean[0] - b * p_mean[1]), MATRIX_STEP)
+    ty = on_grid(q_mean[1] - (b * p_mean[0] + a * p_mean[1]), MATRIX_STEP)
+    return np.array([[a, -b, tx], [b, a, ty]], np.float64)
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """(2, 3) inverse of a (2, 3) affine matrix, in closed form."""
+    (a, b, c), (d, e, f) = np.asarray(matrix, np.float64)
+    det = a * e - b * d
+    return np.array([[e / det, -b / det, (b * f - c * e) / det],
+                     [-d / det, a / det, (c * d - a * f) / det]])
+
+
+def _reflect(index: np.ndarray, n: int) -> np.ndarray:
+    """Indices folded back into 0..n-1 as OpenCV's BORDER_REFLECT does (fedcba|abcdef|fedcba)."""
+    index = np.mod(index, 2 * n)
+    return np.where(index >= n, 2 * n - 1 - index, index)
+
+
+def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, border: str = "constant") -> np.ndarray:
+    """`image` (H, W, C) sampled bilinearly at (map_x, map_y) (pixel centres at integers), as float32 (h, w, C).
+
+    What cv2.remap(INTER_LINEAR) does, in elementwise float arithmetic: OpenCV's SIMD and plain paths
+    round their fixed-point weights differently and give images one level apart. `border`: "constant"
+    (zero outside) or "reflect" (BORDER_REFLECT).
+    """
+    height, width = image.shape[:2]
+    channels = image.reshape(height, width, -1).shape[2]
+    x0, y0 = np.floor(map_x), np.floor(map_y)
+    fx, fy = (map_x - x0).astype(np.float32)[..., None], (map_y - y0).astype(np.float32)[..., None]
+    if border == "reflect":
+        flat = image.reshape(height * width, channels)
+        x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+        xs = (_reflect(x0, width), _reflect(x0 + 1, width))
+        ys = (_reflect(y0, height) * width, _reflect(y0 + 1, height) * width)
+    else:     # a two-pixel frame of zeros; points further out are clipped onto it
+        padded = np.zeros((height + 4, width + 4, channels), image.dtype)
+        padded[2:-2, 2:-2] = image.reshape(height, width, channels)
+        flat = padded.reshape(-1, channels)
+        x0 = np.clip(x0, -2, width).astype(np.int64) + 2
+        y0 = np.clip(y0, -2, height).astype(np.int64) + 2
+        xs, ys = (x0, x0 + 1), (y0 * (width + 4), (y0 + 1) * (width + 4))
+
+    def at(row: np.ndarray, column: np.ndarray) -> np.ndarray:
+        return flat.take(row + column, axis=0).astype(np.float32)
+
+    top = at(ys[0], xs[0]) * (1 - fx) + at(ys[0], xs[1]) * fx
+    bottom = at(ys[1], xs[0]) * (1 - fx) + at(ys[1], xs[1]) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def warp_affine(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], border: str = "constant") -> np.ndarray:
+    """uint8 `image` warped by the (2, 3) `matrix` (source -> output pixels) into `size` (W, H), bilinear:
+    cv2.warpAffine's result up to rounding, the same bits on every machine (see `remap`)."""
+    width, height = size
+    inverse = invert_affine(matrix)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    map_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    map_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    out = remap(image, map_x, map_y, border)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(height, width, *image.shape[2:])

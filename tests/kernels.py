@@ -1,0 +1,117 @@
+"""Run the demo generator and the per-part preprocessing under one choice of CPU kernels; print file hashes.
+
+`python -m tests.kernels CONFIG OUT_DIR MODELS_DIR` (run by tests/test_reproducible.py in a subprocess, with
+the environment variables of CONFIG already set, since numpy, OpenBLAS, ATen and oneDNN read them at import).
+It simulates another processor from inside this one: numpy without its AVX-512 / AVX2 loops, OpenBLAS with
+another core's kernels, ATen and oneDNN capped at an older instruction set, OpenCV without its SIMD paths,
+ONNX Runtime with another thread count and no graph optimisation. Prints one JSON object {relative path:
+sha256} of everything written under OUT_DIR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+SSE42 = "mmx+mmxext+sse+sse2+sse3+ssse3+sse4.1+sse4.2+cmov"  # an x86-64-v2 processor, for ffmpeg's -cpuflags
+# CONFIG -> environment variables (set by the caller before Python starts) and in-process switches.
+CONFIGS: dict[str, dict] = {
+    "native": {"env": {}},
+    "older_cpu": {
+        "env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR X86_V3",
+                "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "default",
+                "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "JSIMD_FORCESSE2": "1"},
+        "cv2_optimized": False, "ort_threads": 2, "ort_optimization": "disable", "ffmpeg_cpuflags": SSE42},
+    "avx2_cpu": {
+        "env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell",
+                "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+        "ort_optimization": "basic"},
+    "ffmpeg_only": {"env": {}, "ffmpeg_cpuflags": SSE42},
+    "cv2_only": {"env": {}, "cv2_optimized": False},
+    "ort_only": {"env": {}, "ort_threads": 2, "ort_optimization": "disable"},
+    "numpy_only": {"env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR X86_V3",
+                           "OPENBLAS_CORETYPE": "Haswell"}},
+    "torch_only": {"env": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}},
+}
+
+# A small demo that still has every kind of video: one- and two-person, with and without audio, mp4 and avi.
+SMALL_DEMO = dict(seed=1, n_videos=4, seconds=(1.5, 2.0), two_person_fraction=0.25, no_audio_fraction=0.25,
+                  unannotated_fraction=0.0, task_fraction={"va": 1.0, "expr": 1.0, "au": 1.0},
+                  validation_fraction=0.25, avi_fraction=0.5)
+AUDIO = {"sample_rate": 44100, "n_fft": 1024, "win_length": 882, "hop_length": 441, "n_mels": 64, "top_db": 80}
+
+
+def apply(config: dict) -> None:
+    """The in-process switches of a configuration: OpenCV's SIMD paths, ONNX Runtime's threads and graph level."""
+    import cv2
+    import onnxruntime as ort
+
+    import affect.parallel
+
+    if config.get("ffmpeg_cpuflags"):   # ffmpeg and ffprobe as they run on a processor with only these flags
+        import shutil
+        import tempfile
+        bin_dir = Path(tempfile.mkdtemp(prefix="ffmpeg-cpuflags-"))
+        for tool in ("ffmpeg", "ffprobe"):
+            (bin_dir / tool).write_text(f'#!/bin/sh\nexec {shutil.which(tool)} -cpuflags {config["ffmpeg_cpuflags"]} "$@"\n')
+            (bin_dir / tool).chmod(0o755)
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    cv2.setUseOptimized(config.get("cv2_optimized", True))
+    threads = config.get("ort_threads", 1)
+    level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[config.get("ort_optimization", "all")]
+    make_session = affect.parallel.ort_session
+
+    def ort_session(model_path, threads_asked=1):
+        session = make_session(model_path, threads)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = level
+        options.log_severity_level = 3
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=session.get_providers())
+
+    import affect.detect
+    import affect.landmarks
+    affect.detect.ort_session = ort_session
+    affect.landmarks.ort_session = ort_session
+
+
+def digests(root: Path) -> dict[str, str]:
+    """{path relative to root: sha256} of every file under root."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run(config_name: str, out: Path, models_dir: Path) -> dict[str, str]:
+    """Generate the small demo and preprocess it (split, align, landmarks, masks, mel) under `out`."""
+    apply(CONFIGS[config_name])
+    from affect import synth
+    from affect.align import align_part
+    from affect.index import build_index, write_index
+    from affect.landmarks import landmarks_part
+    from affect.mask import masks_part
+    from affect.mel import mel_part
+    from affect.models import model_file
+    from affect.split import split_part
+
+    os.chdir(out)              # relative paths: the index records them, and runs in other folders must agree
+    out, models_dir = Path("."), Path(models_dir).resolve()
+    raw = Path("raw")
+    synth.generate(raw, **SMALL_DEMO, jobs=1)
+    write_index(build_index(raw, 1, jobs=1), out / "index")
+    part = out / "index" / "parts" / "part-0.json"
+    split_part(part, out / "split", AUDIO["sample_rate"], jobs=1)
+    align_part(part, out / "split" / "frames.arrow", model_file("scrfd_2.5g", "det", models_dir), out / "faces",
+               root=raw, jobs=1)
+    landmarks_part(out / "faces", model_file("pfld106", "landmarks", models_dir), out / "landmarks", jobs=1)
+    masks_part(out / "landmarks", out / "masks", jobs=1)
+    mel_part(out / "split", out / "mel" / "mel.arrow", AUDIO)
+    return digests(out)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]).resolve())))

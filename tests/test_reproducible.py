@@ -1,0 +1,85 @@
+"""The same params give the same bytes on any x86-64 machine: the demo and every per-part preprocessing output.
+
+Another processor is simulated from inside this one (tests/kernels.py): numpy without its AVX-512 / AVX2
+loops, OpenBLAS with Haswell kernels, ATen and oneDNN capped at SSE4.1, libjpeg-turbo at SSE2, ffmpeg at
+SSE4.2, OpenCV without its SIMD paths, ONNX Runtime with two threads and no graph optimisation. Before the
+outputs were made insensitive to that, this comparison named every demo video, the face, landmark and mask
+shards and the mel spectrograms.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from affect import synth
+from tests.kernels import CONFIGS
+from tests.pipeline import ROOT
+
+CHECKSUMS = ROOT / "data" / "demo.sha256"
+
+
+def _kernels(config: str, out: Path, models_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, **CONFIGS[config]["env"], "PYTHONPATH": str(ROOT)}
+    out.mkdir()
+    return subprocess.Popen([sys.executable, "-m", "tests.kernels", config, str(out), str(models_dir)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_demo_and_preprocessing_give_the_same_bytes_under_other_kernels(tmp_path, models_dir):
+    runs = {config: _kernels(config, tmp_path / config, models_dir) for config in ("native", "older_cpu")}
+    digests = {}
+    for config, process in runs.items():
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{config}:\n{stderr[-3000:]}"
+        digests[config] = json.loads(stdout)
+    native, other = digests["native"], digests["older_cpu"]
+    kinds = {path.split("/")[0] for path in native}
+    assert {"raw", "split", "faces", "landmarks", "masks", "mel"} <= kinds, kinds
+    differ = sorted(path for path in set(native) | set(other) if native.get(path) != other.get(path))
+    assert not differ, f"differ under older_cpu kernels: {differ}"
+
+
+def _default_demo() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["demo"]
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """{path relative to root: sha256} of every file under root, in sha256sum's format order."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_default_demo_matches_the_committed_checksums(tmp_path):
+    """The default demo (params.yaml) against data/demo.sha256 (`cd data/raw/demo && sha256sum` of every file,
+    as `python -m tests.test_reproducible` writes it); a mismatch names the files that differ."""
+    params = {k: v for k, v in _default_demo().items() if k != "jobs"}
+    synth.generate(tmp_path / "demo", **params)
+    made = checksums(tmp_path / "demo")
+    committed = {}
+    for line in CHECKSUMS.read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        committed[name.lstrip("*")] = digest
+    missing, extra = sorted(set(committed) - set(made)), sorted(set(made) - set(committed))
+    differ = sorted(name for name in set(made) & set(committed) if made[name] != committed[name])
+    assert not (missing or extra or differ), f"differ: {differ}; missing: {missing}; not listed: {extra}"
+
+
+def write_checksums(path: Path = CHECKSUMS) -> None:
+    """Generate the default demo and write its checksum list (run after a deliberate change to the demo)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        params = {k: v for k, v in _default_demo().items() if k != "jobs"}
+        synth.generate(Path(tmp) / "demo", **params)
+        lines = [f"{digest}  {name}" for name, digest in checksums(Path(tmp) / "demo").items()]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"{path}: {len(lines)} files")
+
+
+if __name__ == "__main__":
+    write_checksums()
