@@ -94,20 +94,40 @@ def _from_mirror(spec: ModelFile, mirror: str | os.PathLike | None, dest: Path) 
     return False
 
 
-def _download(spec: ModelFile, dest: Path) -> None:
-    with urllib.request.urlopen(spec.url, timeout=60) as response:
-        payload = response.read()
-    if spec.member:
+def download(files: dict[Path, ModelFile]) -> None:
+    """Download pinned files to their destinations (`dest: spec`), reading each url once.
+
+    A zip at a url is opened once for all the members wanted from it. Each file is checked against
+    its sha256 before it is written (atomically); one that differs raises ModelError naming the url
+    and the member, and nothing is written for it.
+    """
+    by_url: dict[str, list[tuple[Path, ModelFile]]] = {}
+    for dest, spec in files.items():
+        by_url.setdefault(spec.url, []).append((Path(dest), spec))
+    for url, wanted in by_url.items():
+        with urllib.request.urlopen(url, timeout=60) as response:
+            payload = response.read()
+        for dest, spec in wanted:
+            data = _member(url, payload, spec.member) if spec.member else payload
+            got = hashlib.sha256(data).hexdigest()
+            if got != spec.sha256:
+                raise ModelError(f"{url}: downloaded {spec.member or 'file'} for {dest} has sha256 {got}, "
+                                 f"expected {spec.sha256}; not used")
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(data)
+            log.info("%s: downloaded from %s", dest, url)
+
+
+def _member(url: str, payload: bytes, member: str) -> bytes:
+    """The bytes of the zip member whose path ends with `member`."""
+    try:
         with zipfile.ZipFile(io.BytesIO(payload)) as pack:
-            member = next(n for n in pack.namelist() if n.endswith(spec.member))
-            payload = pack.read(member)
-    got = hashlib.sha256(payload).hexdigest()
-    if got != spec.sha256:
-        raise ModelError(f"{spec.url}: downloaded {spec.member or 'file'} has sha256 {got}, "
-                         f"expected {spec.sha256}; not used")
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(payload)
-    log.info("%s: downloaded from %s", dest, spec.url)
+            name = next((n for n in pack.namelist() if n.endswith(member)), None)
+            if name is None:
+                raise ModelError(f"{url}: the zip has no member {member}")
+            return pack.read(name)
+    except zipfile.BadZipFile as err:
+        raise ModelError(f"{url}: not a zip file ({err}); expected one holding {member}") from err
 
 
 def materialise(names: list[str], models_dir: str | os.PathLike,
@@ -126,7 +146,7 @@ def materialise(names: list[str], models_dir: str | os.PathLike,
                 if not download:
                     raise ModelError(_missing_message(name, spec, mirror))
                 try:
-                    _download(spec, dest)
+                    download({dest: spec})
                 except OSError as err:
                     raise ModelError(f"{_missing_message(name, spec, mirror)} (download failed: {err})") from err
             paths.append(dest)

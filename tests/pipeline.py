@@ -12,18 +12,17 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "models"
 DVC = str(Path(sys.executable).parent / "dvc")
 # Stage commands say `python -m stages.x`: the project's environment must come first on PATH, as after
 # `source .venv/bin/activate`.
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 # The smallest configuration that still exercises every stage: two parts, a few short demo videos
-# (one of them two-person), a narrow model and a handful of training steps.
+# (one of them two-person), a narrow model and a handful of training steps. `models.mirror` is the
+# caller's (the tests' models folder: see tests/assets.py).
 TINY = {
     "parts": [0, 1],
     "demo": {"n_videos": 8, "seconds": [3, 4]},
-    "models": {"mirror": str(MIRROR)},
     "model": {"width": 0.125},
     "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},
 }

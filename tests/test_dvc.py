@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from bench import sweep
-from tests.pipeline import commit, copy_project, dvc, ran, run
+from tests.pipeline import DVC, ENV, commit, copy_project, dvc, ran, run
 
 pytestmark = pytest.mark.slow
 PREPROCESSING = ("demo", "models", "index", "split", "align", "landmarks", "masks", "mel", "labels", "partition")
@@ -111,7 +112,10 @@ def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipe
     project = copy_project(demo_pipeline, tmp_path / "project")
     names = sweep.queue(("supervised", "mean_teacher"), (0.5,), (0,), cwd=project)
     assert len(names) == 2 and "queued" in dvc(project, "queue", "status").stdout.lower()
-    dvc(project, "queue", "start", "-j", "1")
+    # The worker `queue start` leaves behind inherits its stdout: captured, the pipe would stay open (and the
+    # test wait) until the worker stops.
+    subprocess.run([DVC, "queue", "start", "-j", "1"], cwd=project, env=ENV, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         status = dvc(project, "queue", "status").stdout

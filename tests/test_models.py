@@ -8,27 +8,27 @@ from pathlib import Path
 import pytest
 
 from affect.models import MODELS, ModelError, materialise, model_file, sha256_of
-from tests.conftest import MIRROR, ROOT
+from tests.conftest import ROOT
 
 
-def test_mirror_files_match_their_pins():
+def test_mirror_files_match_their_pins(models_mirror):
     for name in ("scrfd_2.5g", "scrfd_500m", "pfld106"):
         (spec,) = MODELS[name]
-        path = next(MIRROR / n for n in spec.mirror_names if (MIRROR / n).is_file())
+        path = next(models_mirror / n for n in spec.mirror_names if (models_mirror / n).is_file())
         assert sha256_of(path) == spec.sha256
 
 
-def test_materialise_from_mirror(tmp_path):
-    paths = materialise(["scrfd_500m", "pfld106"], tmp_path, mirror=MIRROR, download=False)
+def test_materialise_from_mirror(tmp_path, models_mirror):
+    paths = materialise(["scrfd_500m", "pfld106"], tmp_path, mirror=models_mirror, download=False)
     assert paths == [tmp_path / "scrfd_500m" / "det.onnx", tmp_path / "pfld106" / "landmarks.onnx"]
     assert model_file("pfld106", "landmarks", tmp_path) == paths[1]
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
 
-def test_corrupted_mirror_copy_is_never_used(tmp_path):
+def test_corrupted_mirror_copy_is_never_used(tmp_path, models_mirror):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    data = bytearray((MIRROR / "scrfd_500m.onnx").read_bytes())
+    data = bytearray((models_mirror / "scrfd_500m.onnx").read_bytes())
     data[1000] ^= 0xFF
     (mirror / "scrfd_500m.onnx").write_bytes(bytes(data))
     with pytest.raises(ModelError) as err:
@@ -38,21 +38,21 @@ def test_corrupted_mirror_copy_is_never_used(tmp_path):
     assert not (tmp_path / "models" / "scrfd_500m" / "det.onnx").exists()
 
 
-def test_wrong_file_in_place_is_replaced(tmp_path):
+def test_wrong_file_in_place_is_replaced(tmp_path, models_mirror):
     dest = tmp_path / "pfld106" / "landmarks.onnx"
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"not a model")
-    materialise(["pfld106"], tmp_path, mirror=MIRROR, download=False)
+    materialise(["pfld106"], tmp_path, mirror=models_mirror, download=False)
     assert sha256_of(dest) == MODELS["pfld106"][0].sha256
 
 
-def test_unknown_and_missing_models_name_the_problem(tmp_path):
+def test_unknown_and_missing_models_name_the_problem(tmp_path, models_mirror):
     with pytest.raises(ModelError, match="unknown model 'nope'"):
-        materialise(["nope"], tmp_path, mirror=MIRROR, download=False)
+        materialise(["nope"], tmp_path, mirror=models_mirror, download=False)
     with pytest.raises(ModelError, match="buffalo_l.*det"):
         model_file("buffalo_l", "det", tmp_path)
     with pytest.raises(ModelError, match="det_10g.onnx"):
-        materialise(["buffalo_l"], tmp_path, mirror=MIRROR, download=False)
+        materialise(["buffalo_l"], tmp_path, mirror=models_mirror, download=False)
 
 
 def test_buffalo_l_user_folder_is_checked_by_sha256(tmp_path):
@@ -70,10 +70,10 @@ def test_buffalo_l_user_folder_is_checked_by_sha256(tmp_path):
     assert out.startswith("ERR") and "5838f7fe" in out
 
 
-def test_models_stage_writes_data_models(tmp_path):
+def test_models_stage_writes_data_models(tmp_path, models_mirror):
     shutil.copytree(ROOT / "stages", tmp_path / "stages")
     (tmp_path / "params.yaml").write_text(
-        f"models:\n  mirror: {MIRROR}\n  names: [scrfd_500m]\n")
+        f"models:\n  mirror: {models_mirror}\n  names: [scrfd_500m]\n")
     subprocess.run([sys.executable, "-m", "stages.models"], cwd=tmp_path, check=True,
                    capture_output=True)
     assert sha256_of(tmp_path / "data/models/scrfd_500m/det.onnx") == MODELS["scrfd_500m"][0].sha256
