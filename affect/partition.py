@@ -8,9 +8,9 @@ loss masks (affect.data, affect.losses): `train` gets the supervised loss, `unla
 loss, `val` and pairs without a row no loss at all. Modes (docs/method.md, "Splits"):
 
 - `random_frames` (the paper): each task's labelled frames are split at random, `ratio` of them to
-  train. A frame may be train for one task and val for another: it is then kept for the task it is
-  train for, and only for that one (its val task, and any task it has no label for, get no row: a
-  frame on the val side of any task is never unlabelled data).
+  train. A frame may be train for one task and val for another: it is then trained on for the task
+  it is train for, and only for that one (its val task has its val row, used only for evaluation, and
+  a task it has no label for gets no row: a frame on the val side of any task is never unlabelled data).
 - `by_video` (default): the videos with at least one labelled frame are shuffled and the first
   round(ratio * n) of them (at least one on each side when n >= 2) go to train; all their tracks
   and frames follow, so neighbouring frames and the two people of one video never straddle the split.
