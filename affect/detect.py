@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from insightface.model_zoo.scrfd import SCRFD
 
-from affect.parallel import ort_session
+from affect.models import ort_session
 
 
 def input_size(width: int, height: int, det_size: int) -> tuple[int, int]:
