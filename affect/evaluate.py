@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 from tqdm import tqdm
 
 from affect import plots
@@ -33,7 +32,7 @@ from affect.annotations import write_annotation
 from affect.data import ClipDataset
 from affect.labels import label_arrays
 from affect.metrics import evaluate_predictions
-from affect.pipeline import disagreements, infer, loader_options
+from affect.pipeline import disagreements, inference_device, infer, loader_options
 from affect.schema import TASK_FOLDERS, TASKS, Layout
 from affect.shards import write_json
 from affect.tsav import CheckpointError, load_checkpoint
@@ -125,7 +124,7 @@ def evaluate(models: dict[str, str | os.PathLike], layout: Layout, params: dict,
     `out_dir/predictions/{VA,EXPR,AU}/<track>.txt`. Returns the metrics.
     """
     out_dir = Path(out_dir)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = inference_device()
     if predict_with not in models:
         raise ValueError(f"evaluate.predict_with {predict_with!r}: expected one of {', '.join(models)}")
     loaded = {name: load_for(path, params) for name, path in models.items()}

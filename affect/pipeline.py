@@ -165,6 +165,11 @@ def data_fingerprint(layout: Layout) -> str:
     return digest.hexdigest()
 
 
+def inference_device() -> torch.device:
+    """Where evaluation and prediction run: the first GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def autocast(device: torch.device):
     """The precision rule of training and inference: bf16 autocast on CUDA, fp32 everywhere else."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

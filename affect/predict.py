@@ -34,7 +34,7 @@ from affect.data import ClipDataset
 from affect.detect import FaceDetector
 from affect.evaluate import track_predictions, write_predictions
 from affect.models import model_file
-from affect.pipeline import infer, loader_options, preprocess_video, recorded_params
+from affect.pipeline import inference_device, infer, loader_options, preprocess_video, recorded_params
 from affect.schema import TASKS, Layout, track_name
 from affect.shards import read_arrow, read_shards
 from affect.video import VideoError, iter_frames, probe
@@ -112,7 +112,7 @@ def predict_video(video: str | os.PathLike, model: nn.Module, record: dict, out_
         n_frames = read_arrow(layout.frames(0)).num_rows
         dataset = ClipDataset(layout, [(track, f) for track, _ in tracks for f in range(n_frames)],
                               **loader_options(params))
-        outputs = infer(model, dataset, batch_size, desc=f"predict {video.name}")
+        outputs = infer(model, dataset, batch_size, device=inference_device(), desc=f"predict {video.name}")
         times = {name: dataset.track_pts[i] for i, name in enumerate(dataset.track_names)}
 
     written = []

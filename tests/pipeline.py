@@ -23,14 +23,11 @@ DVC = str(Path(sys.executable).parent / "dvc")
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 # The smallest configuration that still exercises every stage: two parts, a few short demo videos
-# (one of them two-person), a narrow model and a handful of training steps. Its mask style and clip length
-# are not params.yaml's, so that `affect predict` with the project's params.yaml must take them from the model.
+# (one of them two-person), a narrow model and a handful of training steps.
 TINY = {
     "parts": [0, 1],
     "demo": {"n_videos": 8, "seconds": [3, 4]},
     "models": {"mirror": str(MIRROR)},
-    "mask": {"style": "tsav_lines"},
-    "clip": {"length": 4},
     "model": {"width": 0.125},
     "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},
 }

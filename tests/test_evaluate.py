@@ -18,7 +18,7 @@ from affect.pipeline import model_record, preprocess_video, recorded_params, tra
 from affect.schema import AUS, LABELS, PARTITION, Layout
 from affect.shards import write_parquet
 from affect.tsav import TSAV, CheckpointError, save_model
-from tests.pipeline import params as project_params
+from tests.pipeline import dvc, params as project_params
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 50  # frames of the 2 s test video
@@ -123,17 +123,21 @@ def test_a_model_made_with_other_preprocessing_is_refused(project, tmp_path):
 
 @pytest.mark.slow
 def test_predict_reproduces_the_evaluate_stage_exactly(demo_pipeline, tmp_path, caplog):
-    """The done-when test of the architecture issue. The DVC-run demo trains its model with a mask style and a
-    clip length that are not params.yaml's (tests/pipeline.py, TINY); `affect predict` run with the project's
-    own params.yaml takes both from the model file, warns that the params differ, and writes for a validation
-    video exactly the bytes of the evaluate stage's prediction files (the same preprocessing code, the same
-    inference function)."""
+    """The done-when test of the architecture issue. A copy of the DVC-run demo is retrained with a mask style
+    and a clip length that are not params.yaml's (`dvc repro` reruns masks, train and evaluate only);
+    `affect predict` run with the project's own params.yaml takes both from the model file, warns that the
+    params differ, and writes for a validation video exactly the bytes of the evaluate stage's prediction files
+    (the same preprocessing code, the same inference function)."""
     import pyarrow.parquet as pq
 
     from affect.__main__ import main
     from affect.tsav import load_checkpoint
+    from tests.test_dvc import copy_project, ran, set_param
 
-    project = demo_pipeline
+    project = copy_project(demo_pipeline, tmp_path / "project")
+    set_param(project, "mask.style", "tsav_lines")
+    set_param(project, "clip.length", 4)
+    assert ran(dvc(project, "repro").stdout) == {"masks@0", "masks@1", "train", "evaluate"}
     metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
     assert set(metrics) == {"teacher", "student"}
     for tasks in metrics.values():
