@@ -1,4 +1,5 @@
-"""Detect, track and align the faces of one video into FACES rows: one per (track, frame), 112x112 JPEG crops.
+"""Detect, track and align the faces of one video into FACES rows: one per (track, frame), aligned JPEG crops
+of align.crop_size (112 for TSAV). `align_part` is the align stage of one part; one video is one unit of work.
 
 Frames stream from an ffmpeg pipe (`affect.video.iter_frames`), one at a time: detection runs once per frame
 and serves every track of the video. A frame the decoder did not deliver (truncated file) is a row with
@@ -8,13 +9,11 @@ found False and reason `truncated`; a frame without the track's face has reason 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,9 +21,12 @@ from insightface.utils import face_align
 
 from affect.detect import FaceDetector
 from affect.exact import similarity, warp_affine
-from affect.parallel import ordered_map
-from affect.schema import CROP_SIZE, FACES
-from affect.shards import ShardWriter, atomic_path, read_arrow
+from affect.images import encode_jpeg
+from affect.models import model_file
+from affect.parallel import run_units
+from affect.qa import gallery
+from affect.schema import CROP_SIZE, FACES, PERSONS, Layout, read_part
+from affect.shards import ShardWriter, read_arrow, read_shards, write_json
 from affect.track import MainTracker, PairTracker
 from affect.video import VideoError, iter_frames
 
@@ -52,19 +54,6 @@ def align_face(image_rgb: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE, te
     return warp_affine(image_rgb, align_matrix(kps, size, template), (size, size))
 
 
-def encode_jpeg(image_rgb: np.ndarray, quality: int) -> bytes:
-    """JPEG bytes of an RGB image (deterministic for the same pixels and quality)."""
-    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return data.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """RGB uint8 image from JPEG (or PNG) bytes."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-
-
 def align_video(video_path: str | os.PathLike, pts: np.ndarray, tracks: list[tuple[str, str]],
                 detector: FaceDetector, jpeg_quality: int = 95, crop_size: int = CROP_SIZE,
                 template: str = "arcface", reacquire_s: float = 0.5, video: str | None = None) -> pa.Table:
@@ -75,7 +64,7 @@ def align_video(video_path: str | os.PathLike, pts: np.ndarray, tracks: list[tup
     video_path = Path(video_path)
     video = video or video_path.stem
     tracks = sorted(tracks)
-    unknown = sorted({person for _, person in tracks} - {"main", "left", "right"})
+    unknown = sorted({person for _, person in tracks} - set(PERSONS))
     if unknown:
         raise ValueError(f"{video_path}: unknown person(s) {unknown}; expected main, left or right")
     n = len(pts)
@@ -136,8 +125,10 @@ def _init_worker(detector_path: str, det_size: int, threshold: float, options: d
     _worker["options"] = options
 
 
-def _align_one(job: tuple[str, str, np.ndarray, list[tuple[str, str]]]) -> tuple[pa.Table | None, str]:
-    video, path, pts, tracks = job
+def align_one(unit: tuple[str, str, np.ndarray, list[tuple[str, str]]]) -> tuple[pa.Table | None, str]:
+    """One unit of work: (video, path, frame times, tracks) -> (its FACES rows, "") or (None, why it failed),
+    with the process's detector and options (`_init_worker`)."""
+    video, path, pts, tracks = unit
     try:
         return align_video(path, pts, tracks, _worker["detector"], video=video, **_worker["options"]), ""
     except (VideoError, OSError) as err:
@@ -149,23 +140,24 @@ def video_path(path: str, root: str | os.PathLike) -> Path:
     return Path(path) if Path(path).exists() else Path(root) / path
 
 
-def align_part(part_json: str | os.PathLike, frames_path: str | os.PathLike, detector_path: str | os.PathLike,
-               out_dir: str | os.PathLike, root: str | os.PathLike = ".", det_size: int = 640,
-               threshold: float = 0.5, template: str = "arcface", crop_size: int = CROP_SIZE,
-               jpeg_quality: int = 95, reacquire_s: float = 0.5, shard_rows: int = 4096,
-               on_error: str = "fail", jobs: int = 0) -> dict:
-    """FACES shards of one part's videos into `out_dir` (+ `report.json`); returns the report.
+def align_part(part: int, params: dict, layout: Layout) -> dict:
+    """The align stage for one part: FACES shards of the videos of `layout.part_json(part)` into
+    `layout.faces(part)` (+ `report.json`) and the QA gallery `layout.gallery("faces", part)`; returns the report.
 
+    Params: the `align` group (detector, det_size, det_threshold, template, crop_size, jpeg_quality,
+    reacquire_s, shard_rows, on_error, jobs) and dataset.root (where relative video paths start).
     The report gives, per track, the frames and the count of each reason a face is missing (`truncated`
     counts the frames a truncated file lost), and the videos skipped with why.
     """
-    if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be fail or skip, not {on_error!r}")
-    part = json.loads(Path(part_json).read_text())
+    p = params["align"]
+    if p["on_error"] not in ("fail", "skip"):
+        raise ValueError(f"align.on_error must be fail or skip, not {p['on_error']!r}")
+    frames_path, out_dir = layout.frames(part), layout.faces(part)
     frames = read_arrow(frames_path)
-    jobs_list, skipped = [], []
+    units, skipped = [], []
     # rows go by track name: videos in the order of their first track
-    for entry in sorted(part["videos"], key=lambda v: min([t["track"] for t in v["tracks"]] or [v["video"]])):
+    videos = read_part(layout.part_json(part))["videos"]
+    for entry in sorted(videos, key=lambda v: min([t["track"] for t in v["tracks"]] or [v["video"]])):
         if not entry["tracks"]:
             skipped.append({"video": entry["video"], "why": "no tracks"})
             continue
@@ -175,15 +167,17 @@ def align_part(part_json: str | os.PathLike, frames_path: str | os.PathLike, det
             skipped.append({"video": entry["video"], "why": f"no frames in {frames_path}"})
             continue
         tracks = [(t["track"], t["person"]) for t in entry["tracks"]]
-        jobs_list.append((entry["video"], str(video_path(entry["path"], root)), pts, tracks))
-    options = {"jpeg_quality": jpeg_quality, "crop_size": crop_size, "template": template, "reacquire_s": reacquire_s}
+        units.append((entry["video"], str(video_path(entry["path"], params["dataset"]["root"])), pts, tracks))
+    options = {"jpeg_quality": p["jpeg_quality"], "crop_size": p["crop_size"], "template": p["template"],
+               "reacquire_s": p["reacquire_s"]}
+    detector = str(model_file(p["detector"], "det", layout.models))
     report: dict = {"tracks": {}, "skipped": skipped}
-    with ShardWriter(out_dir, FACES, shard_rows) as writer:
-        results = ordered_map(_align_one, jobs_list, jobs, _init_worker,
-                              (str(detector_path), det_size, threshold, options), "align")
-        for (table, error), (video, path, _, _) in zip(results, jobs_list):
+    with ShardWriter(out_dir, FACES, p["shard_rows"]) as writer:
+        results = run_units(align_one, units, p["jobs"], f"align part {part}", _init_worker,
+                            (detector, p["det_size"], p["det_threshold"], options))
+        for (table, error), (video, path, _, _) in zip(results, units):
             if table is None:
-                if on_error == "fail":
+                if p["on_error"] == "fail":
                     raise VideoError(f"{error} (set align.on_error: skip to skip it)")
                 skipped.append({"video": video, "why": error})
                 continue
@@ -200,6 +194,6 @@ def align_part(part_json: str | os.PathLike, frames_path: str | os.PathLike, det
         if counts["found"] < counts["frames"]:
             log.info("%s: face in %d of %d frames (%s)", track, counts["found"], counts["frames"],
                      ", ".join(f"{k} {v}" for k, v in counts.items() if k not in ("frames", "found")))
-    with atomic_path(Path(out_dir) / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    write_json(report, out_dir / "report.json", sort_keys=True)
+    gallery(read_shards(out_dir), path=layout.gallery("faces", part))
     return report

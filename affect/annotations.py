@@ -1,4 +1,5 @@
-"""ABAW annotation files: read with strict validation, write in the same format, reconcile with videos.
+"""ABAW annotation files: read with strict validation, write in the same format, reconcile with videos
+(docs/method.md, "Annotation format").
 
 One file per (task, track): a header line, then one line per video frame (line i + 2 is frame i).
 - va: header `valence,arousal`; two floats in [-1, 1]; -5 in either column = frame not annotated.
@@ -23,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from affect.schema import AUS, EXPRESSIONS
+from affect.schema import AUS, EXPRESSIONS, VA_UNLABELLED, is_labelled
 from affect.shards import atomic_path
 
 HEADERS = {"va": ("valence", "arousal"), "expr": EXPRESSIONS, "au": AUS}
-UNLABELLED = {"va": -5, "expr": -1, "au": -1}
+UNLABELLED = {"va": VA_UNLABELLED, "expr": -1, "au": -1}
 DTYPES = {"va": np.float32, "expr": np.int8, "au": np.int8}
 
 
@@ -78,12 +79,6 @@ def _parse_cell(task: str, cell: str) -> float | int:
     return value
 
 
-def labelled_rows(values: np.ndarray, task: str) -> np.ndarray:
-    """The rows that carry a label: no 'not annotated' mark in any column."""
-    marked = values == UNLABELLED[task]
-    return ~(marked.any(axis=1) if marked.ndim == 2 else marked)
-
-
 def read_annotation(path: str | os.PathLike, task: str) -> Annotation:
     """Read and validate one ABAW annotation file of `task` ("va", "expr" or "au")."""
     _check_task(task)
@@ -109,7 +104,7 @@ def read_annotation(path: str | os.PathLike, task: str) -> Annotation:
         except ValueError as e:
             raise AnnotationError(f"{path}:{number}: {e}") from None
     values = np.asarray(rows, dtype=DTYPES[task]).reshape(_shape(task, len(rows)))
-    return Annotation(values, labelled_rows(values, task), path, task)
+    return Annotation(values, is_labelled(task, values), path, task)
 
 
 def _format(value) -> str:

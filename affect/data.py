@@ -1,6 +1,6 @@
 """The clip loader: TSAV samples straight from the memory-mapped Arrow shards, and the mixed batch sampler.
 
-One sample is one target frame of one track (method.md section 3):
+One sample is one target frame of one track (docs/method.md, "TSAV"):
 - "clip": float32 (4, L, S, S), RGB + mask of L = clip_length frames `dilation` apart (S = crop_size, the
   side of the stored crops and masks, align.crop_size: 112 for TSAV), the target
   frame last (anchor "last": t - (L-1)*d, ..., t) or at index L // 2 (anchor "center"). Frames before
@@ -18,6 +18,9 @@ One sample is one target frame of one track (method.md section 3):
   is not the same thing: a pair held out for validation shows no label and is not unlabelled either, so
   it gets no loss at all (`affect.losses`).
 
+`ClipDataset` is four small parts: the index of its tracks (`index_tracks`: video, part, the face-shard row of
+every frame, frame times), the memory maps of a part's shards (`open_part`, opened once per process), the
+decoding of crops and masks (`decode_crop`) and the mel window (`mel_window`).
 Workers: the dataset holds only paths and numpy index arrays; each process memory-maps the shards it
 needs on first use (never pickled), and crops / masks are decoded from views of the mapped buffers.
 """
@@ -25,8 +28,6 @@ needs on first use (never pickled), and crops / masks are decoded from views of 
 from __future__ import annotations
 
 import logging
-import math
-import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -38,8 +39,10 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from affect.images import decode_image
+from affect.labels import label_arrays
 from affect.mel import SILENCE_DB, floor_db
-from affect.schema import AUS, CROP_SIZE, TASKS
+from affect.schema import AUS, CROP_SIZE, TASKS, Layout, is_labelled
 from affect.shards import read_arrow, shard_paths
 
 log = logging.getLogger(__name__)
@@ -47,15 +50,6 @@ log = logging.getLogger(__name__)
 CLIP_MEAN = (0.43216, 0.394666, 0.37645, 0.5)    # Kinetics RGB, then the mask
 CLIP_STD = (0.22803, 0.22145, 0.216989, 0.225)
 ANCHORS = ("last", "center")
-
-
-def loader_options(params: dict) -> dict:
-    """ClipDataset's keyword arguments from the pipeline's parameter groups (params.yaml): clip length,
-    dilation and anchor (`clip`), the mel window and its normalisation (`audio`), the crop side (`align`)."""
-    clip, audio = params["clip"], params["audio"]
-    return dict(clip_length=clip["length"], dilation=clip["dilation"], anchor=clip["anchor"],
-                window_s=audio["window_s"], audio_mean=audio["mean"], audio_std=audio["std"],
-                top_db=audio["top_db"], crop_size=params["align"]["crop_size"])
 
 
 def clip_offsets(clip_length: int, dilation: int, anchor: str) -> np.ndarray:
@@ -115,8 +109,97 @@ class _BinaryColumn:
         return self.data[k][offsets[r]:offsets[r + 1]]
 
 
+def face_shards(layout: Layout, part: int) -> list[Path]:
+    """The faces shards of one part, checked against its masks shards (the same names, row for row)."""
+    faces, masks = shard_paths(layout.faces(part)), shard_paths(layout.masks(part))
+    if not faces:
+        raise FileNotFoundError(f"{layout.faces(part)}: no shards; run the align stage")
+    if [p.name for p in faces] != [p.name for p in masks]:
+        raise ValueError(f"{layout.faces(part)} and {layout.masks(part)}: shards differ "
+                         f"({len(faces)} vs {len(masks)} files); rerun the masks stage")
+    return faces
+
+
+def index_tracks(layout: Layout, names: np.ndarray) -> dict:
+    """Per track of `names`: "video" (its video), "part", "face_rows" (the part's global face-shard row of each
+    frame, -1 without a face) and "pts" (frame times, seconds), from the index, split and align outputs."""
+    tracks = pq.read_table(layout.tracks, columns=["track", "video", "part", "n_frames"]).to_pylist()
+    by_name = {t["track"]: t for t in tracks}
+    missing = [t for t in names if t not in by_name]
+    if missing:
+        raise ValueError(f"{layout.tracks}: no track {missing[0]!r} ({len(missing)} sample tracks unknown)")
+    video = [by_name[t]["video"] for t in names]
+    part = np.array([by_name[t]["part"] for t in names], np.int32)
+    face_rows = [np.full(by_name[t]["n_frames"], -1, np.int64) for t in names]
+    pts: list[np.ndarray] = [np.zeros(0)] * len(names)
+    wanted = {t: i for i, t in enumerate(names)}
+    for p in sorted(set(part.tolist())):
+        frames = read_arrow(layout.frames(p)).sort_by([("video", "ascending"), ("frame", "ascending")])
+        videos = frames.column("video").to_numpy(zero_copy_only=False)
+        frame, times = frames.column("frame").to_numpy(), frames.column("pts").to_numpy()
+        for i in np.flatnonzero(part == p):
+            lo = np.searchsorted(videos, video[i], side="left")
+            hi = np.searchsorted(videos, video[i], side="right")
+            known = np.full(len(face_rows[i]), np.nan)
+            keep = frame[lo:hi] < len(known)
+            known[frame[lo:hi][keep]] = times[lo:hi][keep]
+            pts[i] = fill_times(known, f"{layout.frames(p)}, video {video[i]}")
+        start = 0
+        for shard in face_shards(layout, p):
+            faces = read_arrow(shard).select(["track", "frame", "found"])
+            track = faces.column("track").to_numpy(zero_copy_only=False)
+            frame = faces.column("frame").to_numpy()
+            found = faces.column("found").to_numpy(zero_copy_only=False)
+            for name in np.unique(track):
+                i = wanted.get(name)
+                if i is None:
+                    continue
+                rows = np.flatnonzero((track == name) & found & (frame < len(face_rows[i])))
+                face_rows[i][frame[rows]] = start + rows
+            start += faces.num_rows
+    return {"video": video, "part": part, "face_rows": face_rows, "pts": pts}
+
+
+def open_part(layout: Layout, part: int, top_db: float) -> dict:
+    """Memory maps of one part's crops, masks and spectrograms, and a cache for its videos' mel views."""
+    shards = face_shards(layout, part)
+    faces = [read_arrow(p).column("crop") for p in shards]
+    masks = [read_arrow(layout.masks(part) / p.name).column("mask") for p in shards]
+    if [len(c) for c in faces] != [len(c) for c in masks]:
+        raise ValueError(f"{layout.masks(part)}: rows differ from {layout.faces(part)}")
+    mel = read_arrow(layout.mel(part))
+    return {"crop": _BinaryColumn(pa.chunked_array([c for col in faces for c in col.chunks], pa.binary())),
+            "mask": _BinaryColumn(pa.chunked_array([c for col in masks for c in col.chunks], pa.binary())),
+            "mel": mel, "mel_rows": {v: i for i, v in enumerate(mel.column("video").to_pylist())},
+            "audio": {}, "top_db": top_db, "where": layout.mel(part)}
+
+
+def video_mel(opened: dict, video: str) -> tuple[np.ndarray, float, float]:
+    """(mel dB view (n_mels, n_cols), hop_s, pad dB) of one video of an `open_part` part."""
+    if video not in opened["audio"]:
+        row = opened["mel_rows"].get(video)
+        if row is None:
+            raise ValueError(f"{opened['where']}: no row for video {video!r}")
+        mel = opened["mel"]
+        n_mels, n_cols = mel.column("n_mels")[row].as_py(), mel.column("n_cols")[row].as_py()
+        values = mel.column("mel")[row].values.to_numpy(zero_copy_only=True).reshape(n_mels, n_cols)
+        pad = floor_db(values, opened["top_db"]) if mel.column("has_audio")[row].as_py() else SILENCE_DB
+        opened["audio"][video] = (values, mel.column("hop_s")[row].as_py(), pad)
+    return opened["audio"][video]
+
+
+def decode_crop(data: np.ndarray, grey: bool, size: int, where: str) -> np.ndarray:
+    """A stored crop (RGB) or mask (`grey`), checked to be `size` square; ValueError naming `where` if not."""
+    image = decode_image(data, grey)
+    if image is None or image.shape[:2] != (size, size):
+        found = "not an image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
+        raise ValueError(f"{where} is {found}, expected {size}x{size} (align.crop_size); rerun the align and "
+                         f"masks stages with the same crop size")
+    return image
+
+
 class ClipDataset(Dataset):
-    """TSAV samples for (track, frame) pairs from the shards under `interim_dir` (see the module docstring).
+    """TSAV samples for (track, frame) pairs from the shards of `layout` (see the module docstring).
 
     `samples`: a table with columns track and frame, or a sequence of (track, frame) pairs. `labels`:
     arrays "expr" (N,) int64, "au" (N, 12) float32, "va" (N, 2) float32 and "unlabelled" (N, 3) bool
@@ -127,12 +210,12 @@ class ClipDataset(Dataset):
     _scale = torch.tensor([1.0 / (255.0 * s) for s in CLIP_STD]).view(4, 1, 1, 1)
     _shift = torch.tensor([m / s for m, s in zip(CLIP_MEAN, CLIP_STD)]).view(4, 1, 1, 1)
 
-    def __init__(self, interim_dir: str | os.PathLike, samples: pa.Table | Sequence[tuple[str, int]],
+    def __init__(self, layout: Layout, samples: pa.Table | Sequence[tuple[str, int]],
                  clip_length: int = 8, dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
                  audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
                  crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None,
                  labels: dict[str, np.ndarray] | None = None):
-        self.interim_dir = Path(interim_dir)
+        self.layout = layout
         self.crop_size = crop_size
         if not isinstance(samples, pa.Table):
             samples = pa.table({"track": [t for t, _ in samples], "frame": [int(f) for _, f in samples]},
@@ -148,57 +231,10 @@ class ClipDataset(Dataset):
         self.labels = labels if labels is not None else {
             "expr": np.full(n, -1, np.int64), "au": np.full((n, len(AUS)), -1, np.float32),
             "va": np.full((n, 2), np.nan, np.float32), "unlabelled": np.zeros((n, len(TASKS)), bool)}
-        self._index_tracks()
+        tracks = index_tracks(layout, self.track_names)
+        self.track_video, self.track_part = tracks["video"], tracks["part"]
+        self.face_rows, self.track_pts = tracks["face_rows"], tracks["pts"]
         self._parts: dict[int, dict] = {}
-
-    def _index_tracks(self) -> None:
-        """Per track: its video, part, the global face-shard row of each frame (-1: no face) and frame times."""
-        path = self.interim_dir / "index" / "tracks.parquet"
-        tracks = pq.read_table(path, columns=["track", "video", "part", "n_frames"]).to_pylist()
-        by_name = {t["track"]: t for t in tracks}
-        missing = [t for t in self.track_names if t not in by_name]
-        if missing:
-            raise ValueError(f"{path}: no track {missing[0]!r} ({len(missing)} sample tracks unknown)")
-        self.track_video = [by_name[t]["video"] for t in self.track_names]
-        self.track_part = np.array([by_name[t]["part"] for t in self.track_names], np.int32)
-        self.face_rows: list[np.ndarray] = [np.full(by_name[t]["n_frames"], -1, np.int64) for t in self.track_names]
-        self.track_pts: list[np.ndarray] = [np.zeros(0)] * len(self.track_names)
-        wanted = {t: i for i, t in enumerate(self.track_names)}
-        for part in sorted(set(self.track_part.tolist())):
-            path = self.interim_dir / "split" / f"part-{part}" / "frames.arrow"
-            frames = read_arrow(path).sort_by([("video", "ascending"), ("frame", "ascending")])
-            videos = frames.column("video").to_numpy(zero_copy_only=False)
-            frame, pts = frames.column("frame").to_numpy(), frames.column("pts").to_numpy()
-            for i in np.flatnonzero(self.track_part == part):
-                lo = np.searchsorted(videos, self.track_video[i], side="left")
-                hi = np.searchsorted(videos, self.track_video[i], side="right")
-                times = np.full(len(self.face_rows[i]), np.nan)
-                keep = frame[lo:hi] < len(times)
-                times[frame[lo:hi][keep]] = pts[lo:hi][keep]
-                self.track_pts[i] = fill_times(times, f"{path}, video {self.track_video[i]}")
-            start = 0
-            for shard in self._face_shards(part):
-                faces = read_arrow(shard).select(["track", "frame", "found"])
-                names = faces.column("track").to_numpy(zero_copy_only=False)
-                frame = faces.column("frame").to_numpy()
-                found = faces.column("found").to_numpy(zero_copy_only=False)
-                for name in np.unique(names):
-                    i = wanted.get(name)
-                    if i is None:
-                        continue
-                    rows = np.flatnonzero((names == name) & found & (frame < len(self.face_rows[i])))
-                    self.face_rows[i][frame[rows]] = start + rows
-                start += faces.num_rows
-
-    def _face_shards(self, part: int) -> list[Path]:
-        faces = shard_paths(self.interim_dir / "faces" / f"part-{part}")
-        masks = shard_paths(self.interim_dir / "masks" / f"part-{part}")
-        if not faces:
-            raise FileNotFoundError(f"{self.interim_dir}/faces/part-{part}: no shards; run the align stage")
-        if [p.name for p in faces] != [p.name for p in masks]:
-            raise ValueError(f"{self.interim_dir}/faces/part-{part} and masks/part-{part}: shards differ "
-                             f"({len(faces)} vs {len(masks)} files); rerun the masks stage")
-        return faces
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -206,48 +242,13 @@ class ClipDataset(Dataset):
         return state
 
     def _part(self, part: int) -> dict:
-        """This process's memory maps of one part: crops, masks, spectrograms (opened on first use)."""
+        """This process's memory maps of one part (opened on first use)."""
         if part not in self._parts:
-            shards = self._face_shards(part)
-            faces = [read_arrow(p).column("crop") for p in shards]
-            masks = [read_arrow(self.interim_dir / "masks" / f"part-{part}" / p.name).column("mask") for p in shards]
-            if [len(c) for c in faces] != [len(c) for c in masks]:
-                raise ValueError(f"{self.interim_dir}/masks/part-{part}: rows differ from faces/part-{part}")
-            mel = read_arrow(self.interim_dir / "mel" / f"part-{part}" / "mel.arrow")
-            self._parts[part] = {
-                "crop": _BinaryColumn(pa.chunked_array([c for col in faces for c in col.chunks], pa.binary())),
-                "mask": _BinaryColumn(pa.chunked_array([c for col in masks for c in col.chunks], pa.binary())),
-                "mel": mel,
-                "mel_rows": {v: i for i, v in enumerate(mel.column("video").to_pylist())},
-                "audio": {},
-            }
+            self._parts[part] = open_part(self.layout, part, self.top_db)
         return self._parts[part]
-
-    def _audio(self, part: int, video: str) -> tuple[np.ndarray, float, float]:
-        """(mel dB view (n_mels, n_cols), hop_s, pad dB) of one video."""
-        opened = self._part(part)
-        if video not in opened["audio"]:
-            row = opened["mel_rows"].get(video)
-            if row is None:
-                raise ValueError(f"{self.interim_dir}/mel/part-{part}/mel.arrow: no row for video {video!r}")
-            mel = opened["mel"]
-            n_mels, n_cols = mel.column("n_mels")[row].as_py(), mel.column("n_cols")[row].as_py()
-            values = mel.column("mel")[row].values.to_numpy(zero_copy_only=True).reshape(n_mels, n_cols)
-            pad = floor_db(values, self.top_db) if mel.column("has_audio")[row].as_py() else SILENCE_DB
-            opened["audio"][video] = (values, mel.column("hop_s")[row].as_py(), pad)
-        return opened["audio"][video]
 
     def __len__(self) -> int:
         return len(self.sample_frame)
-
-    def _decode(self, data: np.ndarray, flags: int, track: int, frame: int) -> np.ndarray:
-        image = cv2.imdecode(data, flags)
-        if image is None or image.shape[:2] != (self.crop_size, self.crop_size):
-            found = "not an image" if image is None else f"{image.shape[1]}x{image.shape[0]}"
-            raise ValueError(f"{self.interim_dir}: crop or mask of {self.track_names[track]} frame {frame} is "
-                             f"{found}, expected {self.crop_size}x{self.crop_size} (align.crop_size); rerun the "
-                             f"align and masks stages with the same crop size")
-        return image
 
     def clip_frames(self, index: int) -> np.ndarray:
         """Frame numbers of sample `index`'s clip (may fall outside the video: those frames are black)."""
@@ -264,17 +265,17 @@ class ClipDataset(Dataset):
             if row < 0:
                 continue
             crop, mask = opened["crop"][row], opened["mask"][row]
+            where = f"{self.layout.interim}: crop or mask of {self.track_names[i]} frame {frame}"
             if crop.size:
-                red, green, blue = cv2.split(self._decode(crop, cv2.IMREAD_COLOR_RGB, i, frame))
-                clip[0, k], clip[1, k], clip[2, k] = red, green, blue
+                clip[0, k], clip[1, k], clip[2, k] = cv2.split(decode_crop(crop, False, size, where))
             if mask.size:
-                clip[3, k] = self._decode(mask, cv2.IMREAD_GRAYSCALE, i, frame)
+                clip[3, k] = decode_crop(mask, True, size, where)
         return torch.from_numpy(clip).float().mul_(self._scale).sub_(self._shift)
 
     def mel(self, index: int) -> torch.Tensor:
         """The normalised (1, n_mels, W) mel window centred on sample `index`'s frame time."""
         i, target = int(self.sample_track[index]), int(self.sample_frame[index])
-        values, hop_s, pad = self._audio(int(self.track_part[i]), self.track_video[i])
+        values, hop_s, pad = video_mel(self._part(int(self.track_part[i])), self.track_video[i])
         width = int(round(self.window_s / hop_s)) + 1
         window = mel_window(values, int(round(self.track_pts[i][target] / hop_s)), width, pad)
         return torch.from_numpy(window).sub_(self.audio_mean).div_(self.audio_std).unsqueeze(0)
@@ -297,70 +298,58 @@ class ClipDataset(Dataset):
 
     def labelled_indices(self) -> np.ndarray:
         """Samples with a label shown for at least one task."""
-        return np.flatnonzero((self.labels["expr"] >= 0) | (self.labels["au"] >= 0).all(axis=1)
-                              | ~np.isnan(self.labels["va"]).any(axis=1))
+        return np.flatnonzero(is_labelled("expr", self.labels["expr"]) | is_labelled("au", self.labels["au"])
+                              | is_labelled("va", self.labels["va"]))
 
     def unlabelled_indices(self) -> np.ndarray:
         """Samples with no label shown for any task (on the training side: unlabelled for some task)."""
         return np.setdiff1d(np.arange(len(self)), self.labelled_indices())
 
     @classmethod
-    def from_partition(cls, interim_dir: str | os.PathLike, labels_path: str | os.PathLike,
-                       partition_path: str | os.PathLike, side: str = "train", clip_length: int = 8,
-                       dilation: int = 6, anchor: str = "last", window_s: float = 10.0,
-                       audio_mean: float = -14.8, audio_std: float = 19.895, top_db: float = 80.0,
-                       crop_size: int = CROP_SIZE, augment: Callable[[dict], dict] | None = None) -> "ClipDataset":
-        """The frames of one side of the partition: for "train" its labelled train frames and its
-        unlabelled pool, for "val" its labelled val frames. Labels are shown for the side's (frame, task)
-        rows only, and "unlabelled" flags the (frame, task) rows the partition lists as unlabelled (train
-        side only). A (frame, task) pair on the other side gets neither: a frame that is train for one
-        task and val for another is trained on for the first task and on nothing else."""
+    def from_partition(cls, layout: Layout, side: str = "train", whole_tracks: bool = False,
+                       **options) -> "ClipDataset":
+        """The frames of one side of the partition (`layout.partition`, labels from `layout.labels`): for
+        "train" its labelled train frames and its unlabelled pool, for "val" its labelled val frames; with
+        `whole_tracks` (evaluation), every frame of every track that has a frame on the side, in frame order.
+        Labels are shown for the side's (frame, task) rows only, and "unlabelled" flags the (frame, task)
+        rows the partition lists as unlabelled (train side only). A (frame, task) pair on the other side
+        gets neither: a frame that is train for one task and val for another is trained on for the first
+        task and on nothing else. `options`: the ClipDataset keywords (affect.pipeline.loader_options)."""
         if side not in ("train", "val"):
             raise ValueError(f"dataset side {side!r}: expected train or val")
-        rows = pq.read_table(partition_path)
+        rows = pq.read_table(layout.partition)
         rows = rows.filter(pc.is_in(rows.column("side"), pa.array([side, "unlabelled"] if side == "train" else [side])))
-        samples = rows.group_by(["track", "frame"]).aggregate([]).sort_by([("track", "ascending"),
-                                                                           ("frame", "ascending")])
-        labels = pq.read_table(labels_path)
-        names = pa.array(np.unique(np.concatenate([
-            samples.column("track").to_numpy(zero_copy_only=False),
-            labels.column("track").to_numpy(zero_copy_only=False)])).astype(object), pa.string())
-
-        def keys(table: pa.Table) -> np.ndarray:
-            track = pc.index_in(table.column("track"), names).to_numpy().astype(np.int64)
-            return (track << 32) | table.column("frame").to_numpy().astype(np.int64)
-
-        sample_keys, label_keys = keys(samples), keys(labels)
-        order = np.argsort(label_keys, kind="stable")
-        at = np.searchsorted(label_keys[order], sample_keys)
-        found = at < len(order)
-        found[found] = label_keys[order][at[found]] == sample_keys[found]
-        if not found.all():
-            k = int(np.flatnonzero(~found)[0])
-            raise ValueError(f"{partition_path}: ({samples.column('track')[k]}, {samples.column('frame')[k]}) "
-                             f"has no row in {labels_path}; rerun the partition stage")
-        label_rows = order[at]
-        def flagged(task: str, side: str) -> np.ndarray:
-            task_rows = rows.filter(pc.and_(pc.equal(rows.column("task"), task), pc.equal(rows.column("side"), side)))
-            return np.isin(sample_keys, keys(task_rows))
-
-        shown = {task: flagged(task, side) for task in TASKS}
-        unlabelled = np.stack([flagged(task, "unlabelled") if side == "train" else np.zeros(len(sample_keys), bool)
-                               for task in TASKS], axis=1)
-        valence = labels.column("valence").to_numpy()[label_rows]
-        arousal = labels.column("arousal").to_numpy()[label_rows]
-        expr = labels.column("expr").to_numpy()[label_rows].astype(np.int64)
-        au = pc.list_flatten(labels.column("au")).to_numpy().reshape(-1, len(AUS))[label_rows].astype(np.float32)
-        va = np.stack([valence, arousal], axis=1).astype(np.float32)
+        labels = pq.read_table(layout.labels)
+        if whole_tracks:
+            samples = labels.filter(pc.is_in(labels.column("track"), pc.unique(rows.column("track"))))
+        else:
+            samples = rows
+        samples = samples.group_by(["track", "frame"]).aggregate([]).sort_by([("track", "ascending"),
+                                                                              ("frame", "ascending")])
+        keyed = samples.append_column("row", pa.array(np.arange(samples.num_rows)))
+        for task in TASKS:
+            task_rows = rows.filter(pc.equal(rows.column("task"), task)).select(["track", "frame", "side"])
+            keyed = keyed.join(task_rows.rename_columns(["track", "frame", f"{task}_side"]), ["track", "frame"],
+                               join_type="left outer")
+        label_rows = labels.select(["track", "frame"]).append_column("label_row", pa.array(np.arange(labels.num_rows)))
+        keyed = keyed.join(label_rows, ["track", "frame"], join_type="left outer").sort_by("row")
+        missing = pc.is_null(keyed.column("label_row")).to_numpy(zero_copy_only=False)
+        if missing.any():
+            k = int(np.flatnonzero(missing)[0])
+            raise ValueError(f"{layout.partition}: ({keyed.column('track')[k]}, {keyed.column('frame')[k]}) "
+                             f"has no row in {layout.labels}; rerun the partition stage")
+        values = label_arrays(labels.take(keyed.column("label_row")))
+        shown = {task: pc.fill_null(pc.equal(keyed.column(f"{task}_side"), side), False).to_numpy(zero_copy_only=False)
+                 for task in TASKS}
+        unlabelled = np.stack([pc.fill_null(pc.equal(keyed.column(f"{task}_side"), "unlabelled"), False)
+                               .to_numpy(zero_copy_only=False) for task in TASKS], axis=1)
         arrays = {
-            "expr": np.where(shown["expr"], expr, -1),
-            "au": np.where(shown["au"][:, None], au, -1.0).astype(np.float32),
-            "va": np.where(shown["va"][:, None], va, np.nan).astype(np.float32),
+            "expr": np.where(shown["expr"], values["expr"], -1).astype(np.int64),
+            "au": np.where(shown["au"][:, None], values["au"], -1.0).astype(np.float32),
+            "va": np.where(shown["va"][:, None], values["va"], np.nan).astype(np.float32),
             "unlabelled": unlabelled,
         }
-        return cls(interim_dir, samples, clip_length=clip_length, dilation=dilation, anchor=anchor,
-                   window_s=window_s, audio_mean=audio_mean, audio_std=audio_std, top_db=top_db,
-                   crop_size=crop_size, augment=augment, labels=arrays)
+        return cls(layout, samples, labels=arrays, **options)
 
 
 class MixedBatchSampler(Sampler):

@@ -10,7 +10,7 @@ import numpy as np
 from insightface.model_zoo.scrfd import SCRFD
 
 from affect.exact import on_grid
-from affect.parallel import ort_session
+from affect.models import ort_session
 
 POINT_STEP = 1 / 8      # px: grid of box corners and keypoints
 SCORE_STEP = 2.0 ** -12  # grid of detection scores

@@ -1,4 +1,5 @@
-"""The dataset index: every video and track of an ABAW2 tree, probed, fingerprinted and assigned to a part.
+"""The dataset index: every video and track of an ABAW2 tree (docs/method.md, "Data layout"), probed,
+fingerprinted and assigned to a part.
 
 Videos are the files with a video suffix (.mp4, .avi, .mpg, ...) anywhere under `videos/`, `raw_video/`,
 `batch1/` and `batch2/` of the root; a video is named by its file stem, which must be unique (`x.mp4`
@@ -26,28 +27,23 @@ per-part stage depends on its own part only. Nothing is written until every chec
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from affect.annotations import read_annotation, reconcile
-from affect.schema import TASKS, TRACKS, VIDEOS
-from affect.shards import atomic_path, sha256_of, write_parquet
+from affect.parallel import run_units
+from affect.schema import PAIR, SETS, TASK_FOLDERS, TASKS, TRACKS, VIDEOS, split_track, track_name, write_part
+from affect.shards import sha256_of, write_json, write_parquet
 from affect.video import VideoInfo, probe
 
 log = logging.getLogger(__name__)
 
 VIDEO_FOLDERS = ("videos", "raw_video", "batch1", "batch2")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".ts")
-TASK_FOLDERS = {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}
-SETS = ("Train_Set", "Validation_Set")
-SIDES = ("left", "right")
 
 
 class DatasetError(ValueError):
@@ -71,7 +67,7 @@ def find_annotations(root: str | os.PathLike) -> dict[str, dict[str, tuple[str, 
     for task in TASKS:
         tracks: dict[str, tuple[str, Path]] = {}
         for set_name in SETS:
-            for path in sorted((root / "annotations" / TASK_FOLDERS[task] / set_name).glob("*.txt")):
+            for path in sorted((root / "annotations" / f"{TASK_FOLDERS[task]}_Set" / set_name).glob("*.txt")):
                 if path.name.startswith("."):
                     continue
                 if path.stem in tracks:
@@ -117,8 +113,8 @@ def assign_tracks(videos: list[str], annotations: dict[str, dict[str, tuple[str,
             if track in known:
                 owner[track] = (track, "main")
                 continue
-            base, _, side = track.rpartition("_")
-            if side in SIDES and base in known:
+            base, side = split_track(track)
+            if side != "main" and base in known:
                 owner[track] = (base, side)
             else:
                 orphans.append(str(path))
@@ -131,15 +127,15 @@ def assign_tracks(videos: list[str], annotations: dict[str, dict[str, tuple[str,
     notes: dict[str, list[str]] = {}
     for video, found in tracks.items():
         persons = {person for _, person in found}
-        if "main" in persons and persons & set(SIDES):
+        if "main" in persons and persons & set(PAIR):
             raise DatasetError(f"video {video} is annotated both as one person ({video}.txt) and as two "
                                f"({video}_left.txt / {video}_right.txt): keep one kind")
         if not found:
             tracks[video] = [(video, "main")]
             notes[video] = ["no annotation for any task: kept as unlabelled data"]
-        for side in SIDES:
-            if persons and persons <= set(SIDES) and side not in persons:
-                track = f"{video}_{side}"
+        for side in PAIR:
+            if persons and persons <= set(PAIR) and side not in persons:
+                track = track_name(video, side)
                 tracks[video] = sorted(tracks[video] + [(track, side)])
                 notes[track] = [f"no annotation, but {video} has a {'/'.join(sorted(persons))} track: "
                                 f"kept as unlabelled data"]
@@ -148,16 +144,6 @@ def assign_tracks(videos: list[str], annotations: dict[str, dict[str, tuple[str,
 
 def _probe_one(path: Path) -> tuple[VideoInfo, str]:
     return probe(path), sha256_of(path)
-
-
-def _probe_all(paths: list[Path], jobs: int) -> list[tuple[VideoInfo, str]]:
-    """Probe and fingerprint every video, `jobs` processes (0 = all cores), results in input order."""
-    jobs = jobs or os.cpu_count() or 1
-    bar = dict(total=len(paths), desc="index", unit="video")
-    if jobs == 1 or len(paths) <= 1:
-        return [_probe_one(p) for p in tqdm(paths, **bar)]
-    with multiprocessing.Pool(min(jobs, len(paths))) as pool:
-        return list(tqdm(pool.imap(_probe_one, paths), **bar))
 
 
 def _video_notes(info: VideoInfo) -> list[str]:
@@ -185,9 +171,22 @@ def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
     videos, ignored = find_videos(root)
     annotations = find_annotations(root)
     tracks, track_notes = assign_tracks(list(videos), annotations)
+    return index_videos(videos, tracks, annotations, n_parts, jobs, root=root, ignored=ignored, notes=track_notes)
+
+
+def index_videos(videos: dict[str, Path], tracks: dict[str, list[tuple[str, str]]],
+                 annotations: dict[str, dict[str, tuple[str, Path]]], n_parts: int, jobs: int = 0,
+                 root: str | os.PathLike = "", ignored: list[Path] = (), notes: dict[str, list[str]] | None = None
+                 ) -> Index:
+    """The index of `videos` (name -> path) with their `tracks` (video -> [(track, person)]) and the
+    `annotations` of `find_annotations` (every task may be empty): probed and fingerprinted in `jobs`
+    processes, assigned to parts. `root`, `ignored` and `notes` (track -> report lines) go into the report."""
+    if n_parts < 1:
+        raise DatasetError(f"need at least one part, got {n_parts}")
+    track_notes = dict(notes or {})
     read = {task: {track: read_annotation(path, task) for track, (_, path) in annotations[task].items()}
             for task in TASKS}
-    probed = dict(zip(videos, _probe_all(list(videos.values()), jobs)))
+    probed = dict(zip(videos, run_units(_probe_one, list(videos.values()), jobs, "index")))
 
     video_rows, track_rows, video_notes = [], [], {}
     parts: dict[int, dict] = {p: {"part": p, "videos": []} for p in range(n_parts)}
@@ -196,8 +195,8 @@ def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
         part = stable_part(video, n_parts)
         video_rows.append({"video": video, "path": path.as_posix(), "part": part, "fingerprint": digest,
                            **{k: v for k, v in vars(info).items() if k in VIDEOS.names}})
-        if notes := _video_notes(info):
-            video_notes[video] = notes
+        if video_note := _video_notes(info):
+            video_notes[video] = video_note
         parts[part]["videos"].append({
             "video": video, "path": path.as_posix(), "fingerprint": digest, "n_frames": info.n_frames,
             "has_audio": info.has_audio, "tracks": [{"track": t, "person": p} for t, p in tracks[video]]})
@@ -216,7 +215,7 @@ def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
             track_rows.append(row)
     track_rows.sort(key=lambda r: r["track"])
     report = {
-        "root": root.as_posix(),
+        "root": Path(root).as_posix(),
         "n_parts": n_parts,
         "counts": {"videos": len(video_rows), "tracks": len(track_rows),
                    "unlabelled_tracks": sum(not any(r[f"{t}_labelled"] for t in TASKS) for r in track_rows),
@@ -225,27 +224,23 @@ def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
         "tracks": dict(sorted(track_notes.items())),
         "ignored_files": [p.as_posix() for p in ignored],
     }
-    for name, notes in [*video_notes.items(), *report["tracks"].items()]:
-        for note in notes:
-            log.warning("%s: %s", name, note)
+    for name, lines in [*video_notes.items(), *report["tracks"].items()]:
+        for line in lines:
+            log.warning("%s: %s", name, line)
     return Index(pa.Table.from_pylist(video_rows, VIDEOS), pa.Table.from_pylist(track_rows, TRACKS), parts, report)
 
 
-def _write_json(document: dict, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
-
-
 def write_index(index: Index, out_dir: str | os.PathLike) -> None:
-    """videos.parquet, tracks.parquet, parts/part-<p>.json and report.json under `out_dir`, each atomically."""
+    """videos.parquet, tracks.parquet, parts/part-<p>.json and report.json under `out_dir` (the layout's
+    `index` folder), each atomically."""
     out_dir = Path(out_dir)
     write_parquet(index.videos, out_dir / "videos.parquet")
     write_parquet(index.tracks, out_dir / "tracks.parquet")
     names = set()
     for p, document in sorted(index.parts.items()):
         names.add(f"part-{p}.json")
-        _write_json(document, out_dir / "parts" / f"part-{p}.json")
+        write_part(document, out_dir / "parts" / f"part-{p}.json")
     for stale in sorted((out_dir / "parts").glob("part-*.json")):
         if stale.name not in names:
             stale.unlink()
-    _write_json(index.report, out_dir / "report.json")
+    write_json(index.report, out_dir / "report.json")

@@ -4,7 +4,8 @@ One row per (track, frame) for frame 0 .. n_frames - 1 of each track in tracks.p
 not the track is annotated: unlabelled values are NaN (valence, arousal), -1 (expr) and twelve -1
 (au). Annotation files are reconciled with the decoded frame count (`affect.annotations.reconcile`):
 rows beyond the video's end are dropped and missing rows are unlabelled, each such case logged.
-Annotations of tracks that have no video are logged and skipped.
+Annotations of tracks that have no video are logged and skipped. `label_arrays` reads a LABELS table back
+into per-task arrays.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from affect.annotations import read_annotation, reconcile
@@ -67,3 +69,13 @@ def build_labels(tracks: pa.Table, annotations: dict[str, dict[str, tuple[str, P
     rows = tqdm(rows, desc="labels", unit="track")
     parts = [track_labels(track, n_frames, annotations) for track, n_frames in rows]
     return pa.concat_tables(parts) if parts else LABELS.empty_table()
+
+
+def label_arrays(table: pa.Table) -> dict[str, np.ndarray]:
+    """The labels of a table with LABELS' valence, arousal, expr and au columns: "va" (N, 2) float32 (NaN where
+    unlabelled), "expr" (N,) int64 and "au" (N, 12) int8 (-1 where unlabelled)."""
+    va = np.stack([table.column("valence").to_numpy(zero_copy_only=False),
+                   table.column("arousal").to_numpy(zero_copy_only=False)], axis=1).astype(np.float32)
+    expr = table.column("expr").to_numpy(zero_copy_only=False).astype(np.int64)
+    au = pc.list_flatten(table.column("au")).to_numpy(zero_copy_only=False).reshape(-1, len(AUS)).astype(np.int8)
+    return {"va": va, "expr": expr, "au": au}

@@ -6,6 +6,8 @@ insightface t1), centre (56.7 +- 5.3, 64.2 +- 1.6), side 108 +- 5 crop pixels. `
 square of the crop (black outside, as at a frame edge) and maps its points back to crop pixels; its points
 then differ from the model run on the frame's own box by 1.9 px on average (6.4 px at worst) in crop pixels,
 against 5.2 px when the model is shown the bare 112 crop.
+
+`landmarks_part` is the landmarks stage of one part; a chunk of faces rows is one unit of work.
 """
 
 from __future__ import annotations
@@ -13,31 +15,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
 from affect.exact import MATRIX_STEP, on_grid, warp_affine
-from affect.parallel import map_shards, ort_session
-from affect.schema import CROP_SIZE, LANDMARKS, N_LANDMARKS
+from affect.images import decode_image
+from affect.models import model_file, ort_session
+from affect.parallel import map_shards
+from affect.qa import gallery
+from affect.schema import CROP_SIZE, LANDMARKS, N_LANDMARKS, Layout
+from affect.shards import read_shards
 
 # The model's native window in 112x112 ArcFace-crop pixels: centre x, centre y, side (see module docstring).
 CROP_WINDOW = (56.5, 64.0, 108.0)
 # Stored landmarks sit on this grid (px): the masks draw at 1/16 px, and ONNX Runtime's last-bit noise
 # between processors stays out of the stored bytes unless a value lies within it of a grid boundary.
 LANDMARK_STEP = 1 / 16
-# model name (landmarks.model param) -> (folder under data/models, scheme of its point numbering)
-MODELS = {"pfld106": ("pfld106", "pfld106"), "2d106det": ("buffalo_l", "pfld106")}
+# model name (landmarks.model param) -> its folder under data/models; both number the 106 points alike
+MODELS = {"pfld106": "pfld106", "2d106det": "buffalo_l"}
 
 
 class LandmarkModel:
     """A 106-point landmark ONNX model: `predict(crop)` on an aligned crop, `predict_in_box(image, box)` on a frame."""
 
-    def __init__(self, model_path: str | os.PathLike, scheme: str = "pfld106", threads: int = 1):
+    def __init__(self, model_path: str | os.PathLike, threads: int = 1):
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: landmark model not found")
-        self.scheme = scheme
         self.session = ort_session(path, threads)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -92,7 +96,7 @@ def model_folder(name: str) -> str:
     """Folder under data/models holding the `landmarks.onnx` of landmark model `name` (landmarks.model param)."""
     if name not in MODELS:
         raise ValueError(f"unknown landmark model {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name][0]
+    return MODELS[name]
 
 
 def landmarks_for_faces(faces: pa.Table, model: LandmarkModel) -> pa.Table:
@@ -102,8 +106,7 @@ def landmarks_for_faces(faces: pa.Table, model: LandmarkModel) -> pa.Table:
     values = np.full((faces.num_rows, 2 * N_LANDMARKS), np.nan, np.float32)
     for i, (ok, jpeg) in enumerate(zip(found, crops)):
         if ok:
-            crop = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-            values[i] = on_grid(model.predict(crop), LANDMARK_STEP).reshape(-1)
+            values[i] = on_grid(model.predict(decode_image(jpeg)), LANDMARK_STEP).reshape(-1)
     flat = pa.array(values.reshape(-1), pa.float32())
     return pa.table([faces.column("track"), faces.column("frame"),
                      pa.FixedSizeListArray.from_arrays(flat, 2 * N_LANDMARKS)], schema=LANDMARKS)
@@ -112,16 +115,23 @@ def landmarks_for_faces(faces: pa.Table, model: LandmarkModel) -> pa.Table:
 _worker: dict = {}
 
 
-def _init_worker(model_path: str, scheme: str) -> None:
-    _worker["model"] = LandmarkModel(model_path, scheme, threads=1)
+def _init_worker(model_path: str) -> None:
+    _worker["model"] = LandmarkModel(model_path, threads=1)
 
 
-def _landmarks(faces: pa.Table) -> pa.Table:
+def landmarks_one(faces: pa.Table) -> pa.Table:
+    """One unit of work: LANDMARKS rows of a chunk of faces rows, with the process's model (`_init_worker`)."""
     return landmarks_for_faces(faces, _worker["model"])
 
 
-def landmarks_part(faces_dir: str | os.PathLike, model_path: str | os.PathLike, out_dir: str | os.PathLike,
-                   scheme: str = "pfld106", jobs: int = 0) -> list[Path]:
-    """LANDMARKS shards for every faces shard of a part, same names, row for row."""
-    scheme = MODELS[scheme][1] if scheme in MODELS else scheme
-    return map_shards(_landmarks, faces_dir, out_dir, jobs, _init_worker, (str(model_path), scheme), "landmarks")
+def landmarks_part(part: int, params: dict, layout: Layout) -> list[Path]:
+    """The landmarks stage for one part: LANDMARKS shards for every shard of `layout.faces(part)`, same
+    names, row for row, into `layout.landmarks(part)`, and the QA gallery. Params: landmarks.model,
+    landmarks.jobs."""
+    p = params["landmarks"]
+    model = model_file(model_folder(p["model"]), "landmarks", layout.models)
+    written = map_shards(landmarks_one, layout.faces(part), layout.landmarks(part), p["jobs"],
+                         f"landmarks part {part}", _init_worker, (str(model),))
+    gallery(read_shards(layout.faces(part)), read_shards(layout.landmarks(part)),
+            path=layout.gallery("landmarks", part))
+    return written

@@ -17,26 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from affect.metrics import AU_THRESHOLD, ccc
-from affect.schema import TASKS
+from affect.schema import TASKS, is_labelled
 
 
 def _zero(outputs: torch.Tensor) -> torch.Tensor:
     return outputs.sum() * 0.0
-
-
-def expr_labelled(expr: torch.Tensor) -> torch.Tensor:
-    return expr >= 0
-
-
-def au_labelled(au: torch.Tensor) -> torch.Tensor:
-    return (au >= 0).all(dim=1)
-
-
-def va_labelled(va: torch.Tensor) -> torch.Tensor:
-    return ~va.isnan().any(dim=1)
-
-
-LABELLED = {"expr": expr_labelled, "au": au_labelled, "va": va_labelled}
 
 
 def expr_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -66,7 +51,7 @@ LOSSES = {"expr": expr_loss, "au": au_loss, "va": va_loss}
 
 def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each task's loss against the batch's labels, for every task the model outputs."""
-    return {task: LOSSES[task](outputs[task], batch[task], LABELLED[task](batch[task])) for task in outputs}
+    return {task: LOSSES[task](outputs[task], batch[task], is_labelled(task, batch[task])) for task in outputs}
 
 
 def teacher_targets(task: str, teacher: torch.Tensor, kind: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The Mean Teacher's parts (method.md section 4): the EMA teacher, its input noise, the consistency weight.
+"""The Mean Teacher's parts: the EMA teacher, its input noise, the consistency weight (docs/method.md, "Mean Teacher").
 
 BatchNorm: the teacher's batch-norm buffers are the EMA of the student's buffers, like its weights, and the
 teacher always runs in eval mode. So the teacher is a pure function of its averaged state: its targets for a

@@ -1,6 +1,6 @@
 """Mel spectrograms of the videos' audio, in dB, one row per video (schema MEL).
 
-TSAV's audio front end (method.md section 3): mono waveform scaled to [-1, 1], torchaudio
+TSAV's audio front end (docs/method.md, "Preprocessing"): mono waveform scaled to [-1, 1], torchaudio
 `MelSpectrogram` (Hann window, power 2) and `AmplitudeToDB("power", top_db)`. The dB values are stored
 as they are; the loader normalises them with `audio.mean` / `audio.std`. `center=True` pads the
 waveform by n_fft / 2 on both sides, so column c is centred on sample c * hop_length, i.e. at time
@@ -10,6 +10,8 @@ The floor: `AmplitudeToDB` clamps powers below 1e-10 (-100 dB) and then everythi
 recording's peak minus `top_db`. A silent (all-zero) waveform therefore gives SILENCE_DB everywhere,
 and zero samples appended to a recording give `floor_db(mel, top_db)`. The loader pads with that
 value where the audio ends before the video, and uses SILENCE_DB for videos without audio.
+
+`mel_part` is the mel stage of one part; one video is one unit of work (`mel_one`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import torch
 import torchaudio
-from tqdm import tqdm
 
 from affect.exact import on_grid
-from affect.schema import MEL
+from affect.parallel import run_units
+from affect.schema import MEL, Layout
 from affect.shards import atomic_path, read_arrow
 
 log = logging.getLogger(__name__)
@@ -116,30 +118,38 @@ def mel_row(video: str, mel: np.ndarray | None, hop_s: float, n_mels: int) -> pa
     ], schema=MEL)
 
 
-def mel_part(split_dir: str | os.PathLike, out_path: str | os.PathLike, params: dict) -> dict[str, int]:
-    """Spectrogram of every video of one part (`split_dir/audio.arrow` + `audio/*.wav`) -> `out_path`.
-
-    Written one record batch per video (memory stays one video's worth), atomically. Returns counts:
-    videos, with_audio, without_audio.
-    """
-    split_dir = Path(split_dir)
-    audio = read_arrow(split_dir / "audio.arrow").sort_by("video").to_pylist()
-    hop_s = hop_seconds(params)
+def one_thread() -> None:
+    """Each process computes spectrograms on one thread (the same bytes whatever `jobs`)."""
     torch.set_num_threads(1)
-    counts = {"videos": len(audio), "with_audio": 0, "without_audio": 0}
-    with atomic_path(out_path) as tmp:
+
+
+def mel_one(unit: tuple[dict, str, dict]) -> pa.RecordBatch:
+    """One unit of work: (an audio.arrow row, the split folder, the `audio` params) -> the video's MEL row."""
+    row, split_dir, params = unit
+    hop_s = hop_seconds(params)
+    if not row["has_audio"]:
+        log.info("%s: no audio track, stored without a spectrogram (the loader feeds silence)", row["video"])
+        return mel_row(row["video"], None, hop_s, params["n_mels"])
+    if row["sample_rate"] != params["sample_rate"]:
+        raise MelError(f"{Path(split_dir) / 'audio.arrow'}: {row['video']} has sample_rate "
+                       f"{row['sample_rate']}, params audio.sample_rate is {params['sample_rate']}")
+    mel = mel_spectrogram(Path(split_dir) / "audio" / row["wav"], params)
+    return mel_row(row["video"], mel, hop_s, params["n_mels"])
+
+
+def mel_part(part: int, params: dict, layout: Layout) -> dict[str, int]:
+    """The mel stage for one part: the spectrogram of every video of `layout.split(part)` (audio.arrow +
+    audio/*.wav) into `layout.mel(part)`. Params: the `audio` group, mel.jobs.
+
+    Written one record batch per video as the videos come (memory stays a few videos' worth), atomically.
+    Returns counts: videos, with_audio, without_audio.
+    """
+    split_dir = layout.split(part)
+    audio = read_arrow(split_dir / "audio.arrow").sort_by("video").to_pylist()
+    units = [(row, str(split_dir), params["audio"]) for row in audio]
+    with atomic_path(layout.mel(part)) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, MEL) as writer:
-            for row in tqdm(audio, desc=f"mel {split_dir.name}", unit="video"):
-                if not row["has_audio"]:
-                    log.info("%s: no audio track, stored without a spectrogram (the loader feeds silence)",
-                             row["video"])
-                    counts["without_audio"] += 1
-                    writer.write_batch(mel_row(row["video"], None, hop_s, params["n_mels"]))
-                    continue
-                if row["sample_rate"] != params["sample_rate"]:
-                    raise MelError(f"{split_dir / 'audio.arrow'}: {row['video']} has sample_rate "
-                                   f"{row['sample_rate']}, params audio.sample_rate is {params['sample_rate']}")
-                mel = mel_spectrogram(split_dir / "audio" / row["wav"], params)
-                counts["with_audio"] += 1
-                writer.write_batch(mel_row(row["video"], mel, hop_s, params["n_mels"]))
-    return counts
+            for batch in run_units(mel_one, units, params["mel"]["jobs"], f"mel part {part}", one_thread):
+                writer.write_batch(batch)
+    with_audio = sum(row["has_audio"] for row in audio)
+    return {"videos": len(audio), "with_audio": with_audio, "without_audio": len(audio) - with_audio}

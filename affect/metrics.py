@@ -1,4 +1,4 @@
-"""The ABAW2 evaluation criteria (method.md section 2). CCC is written once, here.
+"""The ABAW2 evaluation criteria (docs/method.md, "Metrics"). CCC is written once, here.
 
 Each criterion is computed over the frames labelled for its task only, and returns None when there is no
 such frame (the task is absent from the evaluated set, which is not the same as scoring 0).
@@ -20,10 +20,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from affect.schema import AUS, EXPRESSIONS
+from affect.schema import AUS, EXPRESSIONS, is_labelled
 
 AU_THRESHOLD = 0.5  # an AU is present where its probability is >= this: metrics, prediction files, pseudo-labels
-VA_UNLABELLED = -5.0  # the annotation files' marker for an unannotated valence/arousal frame
 
 
 def ccc(x, y):
@@ -60,7 +59,7 @@ def expr_criterion(true, pred) -> dict | None:
     pred = pred.astype(np.int64)
     if true.shape != pred.shape:
         raise ValueError(f"expression labels {true.shape} and predictions {pred.shape} differ in shape")
-    keep = true >= 0
+    keep = is_labelled("expr", true)
     if not keep.any():
         return None
     true, pred = true[keep], pred[keep]
@@ -83,7 +82,7 @@ def au_criterion(true, prob, threshold: float = AU_THRESHOLD) -> dict | None:
         raise ValueError(f"AU labels {true.shape} and predictions {prob.shape} must both be (N, {len(AUS)})")
     if prob.size and (np.isnan(prob).any() or prob.min() < 0 or prob.max() > 1):
         raise ValueError("AU predictions must be probabilities in [0, 1] (apply a sigmoid to the logits)")
-    keep = (true >= 0).all(axis=1)
+    keep = is_labelled("au", true)
     if not keep.any():
         return None
     true = true[keep].astype(np.int64)
@@ -107,7 +106,7 @@ def va_criterion(true, pred) -> dict | None:
     true, pred = _numpy(true).astype(np.float64), _numpy(pred).astype(np.float64)
     if true.shape != pred.shape or true.ndim != 2 or true.shape[1] != 2:
         raise ValueError(f"VA labels {true.shape} and predictions {pred.shape} must both be (N, 2)")
-    keep = (np.isfinite(true) & (true != VA_UNLABELLED)).all(axis=1)
+    keep = is_labelled("va", true)
     if not keep.any():
         return None
     true, pred = true[keep], pred[keep]
@@ -121,8 +120,9 @@ def evaluate_predictions(true: dict, pred: dict) -> dict:
     """All three criteria from per-frame arrays: {"expr": ..., "au": ..., "va": ...}, absent tasks left out.
 
     `true` holds "expr" (N,), "au" (N, 12), "va" (N, 2) with the unlabelled markers above; `pred` holds
-    "expr" (N, 7) scores or (N,) classes, "au" (N, 12) probabilities, "va" (N, 2).
+    "expr" (N, 7) scores or (N,) classes, "au" (N, 12) probabilities, "va" (N, 2); a task missing from `pred`
+    is left out.
     """
     criteria = {"expr": expr_criterion, "au": au_criterion, "va": va_criterion}
-    results = {task: criteria[task](true[task], pred[task]) for task in ("expr", "au", "va")}
+    results = {task: criteria[task](true[task], pred[task]) for task in ("expr", "au", "va") if task in pred}
     return {task: result for task, result in results.items() if result is not None}

@@ -1,4 +1,4 @@
-"""The face models the pipeline uses, pinned by sha256, and how they get into `data/models/`.
+"""The face models (ONNX): pinned by sha256, how they get into `data/models/`, and how a stage opens one.
 
 Each model is known by name. `materialise` copies it from a local mirror folder (checked by sha256),
 else downloads it from its upstream source (checked by sha256). A file with the wrong hash is never
@@ -16,6 +16,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import onnxruntime as ort
 
 from affect.shards import atomic_path, sha256_of
 
@@ -70,6 +72,16 @@ def model_file(name: str, role: str, models_dir: str | os.PathLike = "data/model
         raise ModelError(f"{path}: model {name!r} has no {role} file; run `dvc repro models` "
                          f"(or affect.models.materialise) with {name!r} in models.names")
     return path
+
+
+def ort_session(model_path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
+    """A CPU ONNX Runtime session with `threads` intra-op threads and sequential execution."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _search_dirs(mirror: str | os.PathLike | None) -> list[Path]:

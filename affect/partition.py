@@ -26,7 +26,6 @@ track and frame; the same labels, mode, ratio and seed give the same rows.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -34,34 +33,73 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from affect.schema import AUS, PARTITION, TASKS
-from affect.shards import atomic_path
+from affect.labels import label_arrays
+from affect.schema import PARTITION, SETS, TASKS, is_labelled, split_track
+from affect.shards import write_json
 
 log = logging.getLogger(__name__)
 
 MODES = ("random_frames", "by_video", "official")
-SIDES = ("train", "val", "unlabelled")
-SETS = {"Train_Set": 0, "Validation_Set": 1}
+SIDES = ("train", "val", "unlabelled")  # a PARTITION row's side, coded 0, 1, 2 below (-1: no row)
 
 
 def video_of(track: str) -> str:
     """The video of a track: its name less a `_left` / `_right` suffix."""
-    for suffix in ("_left", "_right"):
-        if track.endswith(suffix):
-            return track[: -len(suffix)]
-    return track
+    return split_track(track)[0]
 
 
-def labelled(labels: pa.Table, task: str) -> np.ndarray:
-    """Boolean mask of the LABELS rows labelled for `task`."""
-    if task == "va":
-        valence = labels.column("valence").to_numpy()
-        arousal = labels.column("arousal").to_numpy()
-        return ~np.isnan(valence) & ~np.isnan(arousal)
-    if task == "expr":
-        return labels.column("expr").to_numpy() >= 0
-    au = pc.list_flatten(labels.column("au")).to_numpy().reshape(labels.num_rows, len(AUS))
-    return (au >= 0).all(axis=1)
+def random_frames(labelled: dict[str, np.ndarray], seed: int, ratio: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`random_frames` mode: each task's labelled rows split at random, `ratio` of them train. Returns the
+    side code per task and row, and the held-out rows (val for any task)."""
+    side = {task: np.full(len(labelled[task]), -1, np.int8) for task in TASKS}
+    for k, task in enumerate(TASKS):
+        rows = np.flatnonzero(labelled[task])
+        order = np.random.default_rng([seed, k]).permutation(rows.size)
+        n_train = int(round(ratio * rows.size))
+        side[task][rows[order[:n_train]]] = 0
+        side[task][rows[order[n_train:]]] = 1
+    held_out = np.logical_or.reduce([side[task] == 1 for task in TASKS])
+    return side, held_out
+
+
+def by_video(labelled: dict[str, np.ndarray], row_video: np.ndarray, n_videos: int, seed: int, ratio: float
+             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`by_video` mode: the videos with a labelled row shuffled, the first round(ratio * n) of them (at least
+    one on each side when n >= 2) train; every row of the others held out."""
+    any_label = np.logical_or.reduce([labelled[task] for task in TASKS])
+    candidates = np.unique(row_video[any_label])
+    order = np.random.default_rng(seed).permutation(candidates.size)
+    n_train = int(round(ratio * candidates.size))
+    if candidates.size >= 2:
+        n_train = min(max(n_train, 1), candidates.size - 1)
+    val_video = np.zeros(n_videos, bool)
+    val_video[candidates[order[n_train:]]] = True
+    held_out = val_video[row_video]
+    side = {task: np.full(len(row_video), -1, np.int8) for task in TASKS}
+    for task in TASKS:
+        side[task][labelled[task]] = held_out[labelled[task]].astype(np.int8)
+    return side, held_out
+
+
+def official(labels: pa.Table, labelled: dict[str, np.ndarray], row_video: np.ndarray, n_videos: int,
+             row_track: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`official` mode: a task's labels train in Train_Set, val in Validation_Set; every row of a video with a
+    track in a Validation_Set held out."""
+    side = {task: np.full(labels.num_rows, -1, np.int8) for task in TASKS}
+    val_video = np.zeros(n_videos, bool)
+    for task in TASKS:
+        sets = labels.column(f"{task}_set")
+        code = np.full(labels.num_rows, -1, np.int8)
+        for value, name in enumerate(SETS):
+            code[pc.equal(sets, name).to_numpy(zero_copy_only=False)] = value
+        unknown = labelled[task] & (code < 0)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown)[0])
+            raise ValueError(f"official partition: {task} labels of {row_track[row]} have set "
+                             f"{sets[row].as_py()!r}, expected Train_Set or Validation_Set")
+        side[task][labelled[task]] = code[labelled[task]]
+        val_video[row_video[code == 1]] = True
+    return side, val_video[row_video]
 
 
 def partition(labels: pa.Table, mode: str = "by_video", ratio: float = 0.8, seed: int = 0,
@@ -76,52 +114,18 @@ def partition(labels: pa.Table, mode: str = "by_video", ratio: float = 0.8, seed
     video_names = [videos.get(t, video_of(t)) if videos else video_of(t) for t in tracks]
     uniq_videos, track_video = np.unique(np.asarray(video_names, dtype=object), return_inverse=True)
     row_video = track_video[track_id]
-    is_labelled = {task: labelled(labels, task) for task in TASKS}
-    side = {task: np.full(labels.num_rows, -1, np.int8) for task in TASKS}
-
+    values = label_arrays(labels)
+    labelled = {task: is_labelled(task, values[task]) for task in TASKS}
     if mode == "random_frames":
-        for k, task in enumerate(TASKS):
-            rows = np.flatnonzero(is_labelled[task])
-            order = np.random.default_rng([seed, k]).permutation(rows.size)
-            n_train = int(round(ratio * rows.size))
-            side[task][rows[order[:n_train]]] = 0
-            side[task][rows[order[n_train:]]] = 1
-        held_out = np.zeros(labels.num_rows, bool)
-        for task in TASKS:
-            held_out |= side[task] == 1
+        side, held_out = random_frames(labelled, seed, ratio)
     elif mode == "by_video":
-        any_label = np.zeros(labels.num_rows, bool)
-        for task in TASKS:
-            any_label |= is_labelled[task]
-        candidates = np.unique(row_video[any_label])
-        order = np.random.default_rng(seed).permutation(candidates.size)
-        n_train = int(round(ratio * candidates.size))
-        if candidates.size >= 2:
-            n_train = min(max(n_train, 1), candidates.size - 1)
-        val_video = np.zeros(uniq_videos.size, bool)
-        val_video[candidates[order[n_train:]]] = True
-        held_out = val_video[row_video]
-        for task in TASKS:
-            side[task][is_labelled[task]] = held_out[is_labelled[task]].astype(np.int8)
+        side, held_out = by_video(labelled, row_video, uniq_videos.size, seed, ratio)
     else:
-        val_video = np.zeros(uniq_videos.size, bool)
-        for task in TASKS:
-            sets = labels.column(f"{task}_set")
-            code = np.full(labels.num_rows, -1, np.int8)
-            for name, value in SETS.items():
-                code[pc.equal(sets, name).to_numpy(zero_copy_only=False)] = value
-            unknown = is_labelled[task] & (code < 0)
-            if unknown.any():
-                row = int(np.flatnonzero(unknown)[0])
-                raise ValueError(f"official partition: {task} labels of {tracks[track_id[row]]} have set "
-                                 f"{sets[row].as_py()!r}, expected Train_Set or Validation_Set")
-            side[task][is_labelled[task]] = code[is_labelled[task]]
-            val_video[row_video[code == 1]] = True
-        held_out = val_video[row_video]
+        side, held_out = official(labels, labelled, row_video, uniq_videos.size, tracks[track_id])
 
     parts = []
     for task in TASKS:
-        side[task][~is_labelled[task] & ~held_out] = 2
+        side[task][~labelled[task] & ~held_out] = 2
         rows = np.flatnonzero(side[task] >= 0)
         codes = pa.array(side[task][rows])
         parts.append(pa.Table.from_arrays([
@@ -179,5 +183,4 @@ def partition_counts(table: pa.Table) -> dict[str, dict[str, int]]:
 
 def write_counts(counts: dict, path: str | os.PathLike) -> None:
     """Counts as a JSON metrics file (sorted keys, atomic)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    write_json(counts, path, indent=2, sort_keys=True)

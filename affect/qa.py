@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from affect.schema import N_LANDMARKS
+from affect.images import decode_image
+from affect.schema import CROP_SIZE, N_LANDMARKS
 from affect.shards import atomic_path
 
 SCALE = 2       # tiles are crops enlarged this many times
@@ -24,11 +25,11 @@ def sample_rows(faces: pa.Table, n: int) -> list[int]:
 
 
 def _tile(faces: pa.Table, row: int, landmarks: pa.Table | None, masks: pa.Table | None) -> np.ndarray:
-    crop = cv2.imdecode(np.frombuffer(faces.column("crop")[row].as_py(), np.uint8), cv2.IMREAD_COLOR)
+    crop = np.ascontiguousarray(decode_image(faces.column("crop")[row].as_py())[:, :, ::-1])
     size = crop.shape[0]
     tile = cv2.resize(crop, (size * SCALE, size * SCALE), interpolation=cv2.INTER_NEAREST)  # BGR, as cv2 writes
     if masks is not None and masks.column("mask")[row].as_py():
-        mask = cv2.imdecode(np.frombuffer(masks.column("mask")[row].as_py(), np.uint8), cv2.IMREAD_GRAYSCALE)
+        mask = decode_image(masks.column("mask")[row].as_py(), grey=True)
         colour = cv2.applyColorMap(cv2.resize(mask, tile.shape[1::-1], interpolation=cv2.INTER_NEAREST),
                                    cv2.COLORMAP_JET)
         tile = np.where(cv2.resize(mask, tile.shape[1::-1], interpolation=cv2.INTER_NEAREST)[..., None] > 0,
@@ -48,7 +49,7 @@ def gallery(faces: pa.Table, landmarks: pa.Table | None = None, masks: pa.Table 
             path: str | os.PathLike, n: int = 24) -> None:
     """Write a PNG grid of up to `n` sampled crops (landmarks as green dots, mask as a colour overlay)."""
     rows = sample_rows(faces, n)
-    side = 112 * SCALE
+    side = CROP_SIZE * SCALE
     if rows:
         tiles = [_tile(faces, r, landmarks, masks) for r in rows]
         side = tiles[0].shape[0]

@@ -1,4 +1,4 @@
-"""Sharded Apache Arrow IPC files: atomic writes, memory-mapped reads.
+"""Sharded Apache Arrow IPC files and the other files the pipeline writes: atomic writes, memory-mapped reads.
 
 Every file the pipeline writes goes through `atomic_path`: it is written under a temporary name
 in the same folder and renamed into place only when complete, so a crash never leaves a file that
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,12 @@ def sha256_of(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(document, path: str | os.PathLike, indent: int = 1, sort_keys: bool = False) -> None:
+    """Write a JSON document (a newline at the end), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def write_arrow(table: pa.Table, path: str | os.PathLike) -> None:

@@ -1,6 +1,6 @@
-"""Split videos into a frame timetable and a WAV: the `split` stage of one part.
+"""Split videos into a frame timetable and a WAV: the `split` stage of one part (`split_part`).
 
-For each video of a part (the index's `parts/part-<p>.json`):
+For each video of a part (the index's `parts/part-<p>.json`; one video is one unit of work, `split_one`):
 - every decoded frame's presentation time (seconds, 0 = first frame) goes into `frames.arrow` (FRAMES),
   from the real timestamps, so variable-frame-rate videos keep their timing;
 - its first audio stream goes to `audio/<video>.wav`: mono 16-bit PCM at `sample_rate`, resampled by
@@ -19,9 +19,7 @@ Results are ordered by video, whatever `jobs`.
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -33,10 +31,10 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
-from affect.schema import AUDIO, FRAMES
-from affect.shards import atomic_path, sha256_of, write_arrow
+from affect.parallel import run_units
+from affect.schema import AUDIO, FRAMES, Layout, read_part
+from affect.shards import atomic_path, sha256_of, write_arrow, write_json
 from affect.video import CPUFLAGS, VideoError, frame_timestamps, tool
 
 log = logging.getLogger(__name__)
@@ -130,8 +128,10 @@ def split_video(entry: dict, audio_dir: str | os.PathLike, sample_rate: int) -> 
     return SplitResult(entry["video"], stamps - stamps[0], bool(n_samples), n_samples)
 
 
-def _split_one(args: tuple[dict, str, int, str]) -> SplitResult:
-    entry, audio_dir, sample_rate, on_error = args
+def split_one(unit: tuple[dict, str, int, str]) -> SplitResult:
+    """One unit of work: (part entry, staging folder for the WAV, sample rate, on_error) -> its SplitResult
+    (with `error` set when the video is skipped)."""
+    entry, audio_dir, sample_rate, on_error = unit
     try:
         return split_video(entry, audio_dir, sample_rate)
     except VideoError as e:
@@ -141,25 +141,20 @@ def _split_one(args: tuple[dict, str, int, str]) -> SplitResult:
         return SplitResult(entry["video"], error=str(e))
 
 
-def split_part(part_json: str | os.PathLike, out_dir: str | os.PathLike, sample_rate: int, jobs: int = 0,
-               on_error: str = "fail") -> dict:
-    """Split every video of one part into out_dir/{frames.arrow, audio.arrow, audio/, skipped.json}; return counts."""
+def split_part(part: int, params: dict, layout: Layout) -> dict:
+    """The split stage for one part: every video of `layout.part_json(part)` into `layout.split(part)`
+    (frames.arrow, audio.arrow, audio/, skipped.json). Params: audio.sample_rate, split.on_error, split.jobs.
+    Returns counts."""
+    sample_rate, on_error = params["audio"]["sample_rate"], params["split"]["on_error"]
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be fail or skip, got {on_error!r}")
-    part = json.loads(Path(part_json).read_text())
-    entries = sorted(part["videos"], key=lambda e: e["video"])
-    out_dir = Path(out_dir)
+        raise ValueError(f"split.on_error must be fail or skip, got {on_error!r}")
+    entries = sorted(read_part(layout.part_json(part))["videos"], key=lambda e: e["video"])
+    out_dir = layout.split(part)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".audio.", suffix=".tmp", dir=out_dir))
     try:
-        tasks = [(entry, str(staging), sample_rate, on_error) for entry in entries]
-        jobs = min(jobs or os.cpu_count() or 1, max(len(tasks), 1))
-        bar = dict(total=len(tasks), desc=f"split part {part['part']}", unit="video")
-        if jobs == 1:
-            results = [_split_one(t) for t in tqdm(tasks, **bar)]
-        else:
-            with multiprocessing.Pool(jobs) as pool:
-                results = list(tqdm(pool.imap(_split_one, tasks), **bar))
+        units = [(entry, str(staging), sample_rate, on_error) for entry in entries]
+        results = list(run_units(split_one, units, params["split"]["jobs"], f"split part {part}"))
 
         done = [r for r in results if not r.error]
         skipped = [{"video": r.video, "path": e["path"], "error": r.error}
@@ -190,8 +185,7 @@ def split_part(part_json: str | os.PathLike, out_dir: str | os.PathLike, sample_
                 stale.unlink()
         write_arrow(frames, out_dir / "frames.arrow")
         write_arrow(audio, out_dir / "audio.arrow")
-        with atomic_path(out_dir / "skipped.json") as tmp:
-            tmp.write_text(json.dumps(skipped, indent=1) + "\n")
+        write_json(skipped, out_dir / "skipped.json")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"videos": len(done), "frames": frames.num_rows, "skipped": len(skipped)}

@@ -26,16 +26,18 @@ DistributedDataParallel; each rank takes its slice of every global batch (the ca
 are averaged, so the students stay identical; the teacher's parameters follow from identical students and
 its batch-norm buffers are broadcast from rank 0 after each update, so the teachers stay identical too.
 Rank 0 validates, logs and writes checkpoints.
+
+Precision: `affect.pipeline.autocast`, bf16 autocast on CUDA and fp32 elsewhere, for the step and for
+validation alike (the one rule of `affect.pipeline.infer`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,7 @@ from affect.data import ClipDataset, MixedBatchSampler
 from affect.losses import consistency_losses, supervised_losses
 from affect.mean_teacher import consistency_weight, ema_update, make_teacher
 from affect.metrics import evaluate_predictions
+from affect.pipeline import autocast, flatten, infer
 from affect.shards import atomic_path
 
 log = logging.getLogger(__name__)
@@ -60,36 +63,27 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """What `fit` does; the defaults are params.yaml's `train` group (tests/test_train.py checks)."""
+
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
-    steps: int = 300                 # optimiser steps
+    steps: int = 600                 # optimiser steps
     lr: float = 5e-4                 # Adam
     ema: float = 0.99                # teacher EMA eta
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
     consistency_rampup: int = 0      # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none
     consistency_targets: str = "hard"  # hard | soft
-    eval_every: int = 100            # steps between validations and log entries
+    eval_every: int = 200            # steps between validations and log entries
     checkpoint_every: int = 100      # steps between checkpoints
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
-    data: str = ""                   # training data fingerprint: a checkpoint resumes only for the same data
+    data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
+                                     # record's): a checkpoint resumes only for the same
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"train.method {self.method!r}: expected one of {METHODS}")
         if self.consistency_targets not in ("hard", "soft"):
             raise ValueError(f"train.consistency_targets {self.consistency_targets!r}: expected hard or soft")
-
-
-def data_fingerprint(*paths: str | os.PathLike) -> str:
-    """sha256 of the name, size and modification time of every file under `paths`: cheap, and it changes
-    whenever an input file is rewritten (a spurious change only costs a restart from step 0)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
-        for file in files:
-            stat = file.stat()
-            digest.update(f"{file}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def seed_step(seed: int, step: int, rank: int) -> torch.Generator:
@@ -108,21 +102,98 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+@dataclass
+class Progress:
+    """Where a run stands: the next step, the loss sums since the last log entry, and the entries so far."""
+
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    history: list = field(default_factory=list)
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+        self.count += 1
+
+
+def resume(path: Path | None, config: TrainConfig, record: dict | None, student: nn.Module, teacher: nn.Module,
+           optimizer: torch.optim.Optimizer) -> Progress:
+    """The progress of the checkpoint at `path`, its weights and optimiser state loaded, when it was made with
+    the same config; else a fresh start (with a warning naming what differs)."""
+    if path is None or not path.is_file():
+        return Progress()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != dataclasses.asdict(config):
+        before, now = flatten(state.get("record") or {}), flatten(record or {})
+        keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        keys = keys or sorted(k for k, v in dataclasses.asdict(config).items() if state["config"].get(k) != v)
+        log.warning("%s was made with other parameters or data (%s); starting from step 0", path, ", ".join(keys))
+        return Progress()
+    student.load_state_dict(state["student"])
+    teacher.load_state_dict(state["teacher"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state["sampler"]["next_batch"] != state["step"]:
+        raise ValueError(f"{path}: sampler at batch {state['sampler']['next_batch']}, step {state['step']}")
+    log.info("resuming from %s at step %d", path, state["step"])
+    return Progress(state["step"], state["sums"], state["count"], state["history"])
+
+
+def save_checkpoint(path: Path, config: TrainConfig, record: dict | None, progress: Progress, student: nn.Module,
+                    teacher: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Everything `resume` needs, atomically."""
+    state = {"config": dataclasses.asdict(config), "record": record, "step": progress.step,
+             "student": student.state_dict(), "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
+             "sampler": {"next_batch": progress.step}, "sums": progress.sums, "count": progress.count,
+             "history": progress.history}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(state, f)
 
 
-def _load_checkpoint(path: Path | None, config: TrainConfig) -> dict | None:
-    """The checkpoint at `path` when there is one made with the same config, else None."""
-    if path is None or not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != dataclasses.asdict(config):
-        log.warning("%s was made with another configuration; starting from step 0", path)
-        return None
-    log.info("resuming from %s at step %d", path, state["step"])
-    return state
+def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, step: int,
+               config: TrainConfig, teacher_input: Callable[[Batch, torch.Generator], Batch] | None,
+               device: torch.device, rank: int) -> tuple[dict[str, torch.Tensor], float]:
+    """One optimiser step of `model` (the student, or its DDP wrapper) and the teacher's EMA update; returns
+    the loss terms (and "loss") and the consistency weight used."""
+    batch = _to(batch, device)
+    generator = seed_step(config.seed, step, rank)
+    weight = consistency_weight(step, config.consistency_weight, config.consistency_rampup)
+    with autocast(device):
+        outputs = model(*[batch[name] for name in config.inputs])
+        terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch).items()}
+        loss = sum(terms.values())
+        if config.method == "mean_teacher":
+            noisy = teacher_input(batch, generator) if teacher_input else batch
+            with torch.no_grad():
+                targets = teacher(*[noisy[name] for name in config.inputs])
+            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
+            terms |= {f"consistency/{task}": value for task, value in consistency.items()}
+            loss = loss + weight * sum(consistency.values())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    student = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    ema_update(teacher, student, step + 1, config.ema)
+    if dist.is_initialized():
+        for buffer in teacher.buffers():
+            dist.broadcast(buffer, 0)
+    terms["loss"] = loss
+    return terms, weight
+
+
+def log_entry(progress: Progress, config: TrainConfig, weight: float, student: nn.Module, teacher: nn.Module,
+              validate: Callable[[nn.Module], dict[str, float]] | None, rank: int) -> dict[str, float]:
+    """The log entry at `progress.step`: mean loss terms since the last entry, the consistency weight and
+    (rank 0) the validation criteria of student and teacher; the sums restart."""
+    metrics = {f"train/{name}": total / progress.count for name, total in progress.sums.items()}
+    if config.method == "mean_teacher":
+        metrics["train/consistency_weight"] = weight
+    if validate is not None and rank == 0:
+        metrics |= {f"val/student/{key}": value for key, value in validate(student).items()}
+        metrics |= {f"val/teacher/{key}": value for key, value in validate(teacher).items()}
+    progress.sums, progress.count = {}, 0
+    progress.history.append((progress.step, metrics))
+    return metrics
 
 
 def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: TrainConfig,
@@ -130,7 +201,8 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
         validate: Callable[[nn.Module], dict[str, float]] | None = None,
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
-        device: torch.device | str = "cpu", progress: bool = True) -> tuple[nn.Module, nn.Module]:
+        device: torch.device | str = "cpu", progress: bool = True, record: dict | None = None
+        ) -> tuple[nn.Module, nn.Module]:
     """Train `student` for `config.steps` steps; return (student, teacher).
 
     `batches(start)` yields the batches of steps start, start+1, ... (this rank's share under DDP).
@@ -139,118 +211,60 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
     `on_log(step, metrics)` receives the mean loss terms since the previous entry and the criteria
     (keys train/..., val/student/..., val/teacher/...); after a resume the entries logged before it are
     passed again first, so a log rebuilt from them is the same as that of an uninterrupted run.
+    `record` (the model record, affect.pipeline.model_record) goes into the checkpoints, so that a refused
+    resume can name the parameters that changed.
     """
     device = torch.device(device)
-    mean_teacher = config.method == "mean_teacher"
     rank = _rank()
     student.to(device).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
     teacher = make_teacher(student)
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    state = _load_checkpoint(checkpoint_path, config)
-    start, sums, count, history = 0, {}, 0, []
-    if state is not None:
-        student.load_state_dict(state["student"])
-        teacher.load_state_dict(state["teacher"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, sums, count, history = state["step"], state["sums"], state["count"], state["history"]
-        if state["sampler"]["next_batch"] != start:
-            raise ValueError(f"{checkpoint_path}: sampler at batch {state['sampler']['next_batch']}, step {start}")
-    for step, metrics in history:
+    run = resume(checkpoint_path, config, record, student, teacher, optimizer)
+    for step, metrics in run.history:
         if on_log is not None and rank == 0:
             on_log(step, metrics)
     model = student
     if dist.is_initialized():
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    bar = tqdm(total=config.steps, initial=start, desc=config.method, disable=not progress or rank != 0)
-    done = start
-    for step, batch in zip(range(start, config.steps), batches(start)):
-        batch = _to(batch, device)
-        generator = seed_step(config.seed, step, rank)
-        with autocast:
-            outputs = model(*[batch[name] for name in config.inputs])
-            terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch).items()}
-            loss = sum(terms.values())
-            if mean_teacher:
-                noisy = teacher_input(batch, generator) if teacher_input else batch
-                with torch.no_grad():
-                    targets = teacher(*[noisy[name] for name in config.inputs])
-                consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
-                terms |= {f"consistency/{task}": value for task, value in consistency.items()}
-                weight = consistency_weight(step, config.consistency_weight, config.consistency_rampup)
-                loss = loss + weight * sum(consistency.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        ema_update(teacher, student, step + 1, config.ema)
-        if dist.is_initialized():
-            for buffer in teacher.buffers():
-                dist.broadcast(buffer, 0)
-        terms["loss"] = loss
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
-        count += 1
+    bar = tqdm(total=config.steps, initial=run.step, desc=config.method, disable=not progress or rank != 0)
+    for step, batch in zip(range(run.step, config.steps), batches(run.step)):
+        terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank)
+        run.add(terms)
+        run.step = step + 1
         bar.update()
         bar.set_postfix({name.removeprefix("supervised/"): f"{float(value.detach()):.3f}"
                          for name, value in terms.items() if not name.startswith("consistency/")})
-        done = step + 1
-        if done % config.eval_every == 0 or done == config.steps:
-            metrics = {f"train/{name}": total / count for name, total in sums.items()}
-            if mean_teacher:
-                metrics["train/consistency_weight"] = weight
-            if validate is not None and rank == 0:
-                student.eval()
-                metrics |= {f"val/student/{key}": value for key, value in validate(student).items()}
-                metrics |= {f"val/teacher/{key}": value for key, value in validate(teacher).items()}
-                student.train()
-            sums, count = {}, 0
-            history.append((done, metrics))
+        if run.step % config.eval_every == 0 or run.step == config.steps:
+            student.eval()
+            metrics = log_entry(run, config, weight, student, teacher, validate, rank)
+            student.train()
             if on_log is not None and rank == 0:
-                on_log(done, metrics)
-        if checkpoint_path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+                on_log(run.step, metrics)
+        if checkpoint_path is not None and (run.step % config.checkpoint_every == 0 or run.step == config.steps):
             if rank == 0:
-                _save_checkpoint(checkpoint_path, {
-                    "config": dataclasses.asdict(config), "step": done, "student": student.state_dict(),
-                    "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
-                    "sampler": {"next_batch": done}, "sums": sums, "count": count,
-                    "history": history})
+                save_checkpoint(checkpoint_path, config, record, run, student, teacher, optimizer)
             if dist.is_initialized():
                 dist.barrier()
     bar.close()
-    if done != config.steps:
-        raise ValueError(f"the batches ran out after step {done} of {config.steps}")
+    if run.step != config.steps:
+        raise ValueError(f"the batches ran out after step {run.step} of {config.steps}")
     return student, teacher
 
 
-@torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[dict], inputs: tuple[str, ...], device: torch.device | str = "cpu"
-            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(predictions, labels) over all batches: expression logits, AU probabilities, VA; labels as in the batches."""
-    device = torch.device(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    predictions, labels = {}, {}
-    for batch in batches:
-        batch = _to(batch, device)
-        with autocast:
-            outputs = model(*[batch[name] for name in inputs])
-        for task, output in outputs.items():
-            output = output.float().sigmoid() if task == "au" else output.float()
-            predictions.setdefault(task, []).append(output.cpu().numpy())
-            labels.setdefault(task, []).append(batch[task].cpu().numpy())
-    return ({task: np.concatenate(parts) for task, parts in predictions.items()},
-            {task: np.concatenate(parts) for task, parts in labels.items()})
-
-
-def validation(batches: Iterable[dict], inputs: tuple[str, ...], device: torch.device | str = "cpu"
-               ) -> Callable[[nn.Module], dict[str, float]]:
-    """A `validate` for `fit`: each task's ABAW2 criterion (affect.metrics) over `batches`, and their mean."""
+def validation(dataset, inputs: tuple[str, ...] = ("clip", "mel"), device: torch.device | str = "cpu",
+               batch_size: int = 32, workers: int = 0) -> Callable[[nn.Module], dict[str, float]]:
+    """A `validate` for `fit`: each task's ABAW2 criterion (affect.metrics) of `affect.pipeline.infer` over
+    `dataset` (a ClipDataset, or an iterable of batches), and their mean."""
     def validate(model: nn.Module) -> dict[str, float]:
-        predictions, labels = predict(model, batches, inputs, device)
+        outputs = infer(model, dataset, batch_size=batch_size, inputs=inputs, device=device, workers=workers,
+                        progress=False)
+        predictions = {task: outputs[f"{task}_prob" if task != "va" else task] for task in ("expr", "au", "va")
+                       if f"true_{task}" in outputs}
         if not predictions:
             return {}
-        results = evaluate_predictions(labels, predictions)
+        results = evaluate_predictions({task: outputs[f"true_{task}"] for task in predictions}, predictions)
         criteria = {task: result["criterion"] for task, result in results.items()}
         return criteria | ({"mean": float(np.mean(list(criteria.values())))} if criteria else {})
     return validate

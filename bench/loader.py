@@ -1,6 +1,6 @@
 """Clip loader vs TSAV's file layout: samples per second on one core, bytes per frame, files for Aff-Wild2.
 
-Both read the same crops: the real stages (index, split, align with scrfd_500m, landmarks, masks, mel)
+Both read the same crops: the real steps (index, split, align with scrfd_500m, landmarks, masks, mel)
 run on the videos of ../shared/media, then the crops are written out as TSAV lays them out: one JPEG per
 crop (the same bytes; a black one where no face was found) and one JPEG per mask (quality 100, as
 TSAV's face_alignment.render_img_and_mask) in per-track folders, read back with OpenCV, plus one WAV per video from which TSAV computes each sample's
@@ -16,7 +16,6 @@ Run: `OMP_NUM_THREADS=1 .venv/bin/python -m bench.loader` (about a minute).
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 import wave
@@ -24,22 +23,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import torchaudio
 
-from affect.align import align_video
 from affect.data import CLIP_MEAN, CLIP_STD, ClipDataset
-from affect.detect import FaceDetector
 from affect.index import build_index, write_index
-from affect.landmarks import LandmarkModel, landmarks_for_faces
-from affect.mask import masks_for_landmarks
-from affect.mel import mel_part
 from affect.models import materialise
-from affect.schema import FACES
-from affect.shards import read_arrow, read_shards, shard_paths, write_shards
-from affect.split import split_part
+from affect.pipeline import preprocess
+from affect.schema import CROP_SIZE, Layout
+from affect.shards import read_shards, shard_paths
+from stages import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -52,32 +46,23 @@ SHARD_ROWS = 4096
 N_SAMPLES = 300
 
 
-def build(folder: Path) -> tuple[Path, Path]:
-    """The shards (interim/) and TSAV's folders (tsav/) of the media videos' faces."""
-    root, interim, tsav = folder / "root", folder / "interim", folder / "tsav"
+def build(folder: Path) -> tuple[Layout, Path]:
+    """The shards (a layout's data/) and TSAV's folders (tsav/) of the media videos' faces."""
+    root, layout, tsav = folder / "root", Layout(folder / "data", folder / "models"), folder / "tsav"
     (root / "videos").mkdir(parents=True)
     for name in VIDEOS:
         (root / "videos" / name).symlink_to(MEDIA / name)
-    index = build_index(root, 1, jobs=1)
-    write_index(index, interim / "index")
-    models = materialise(["scrfd_500m", "pfld106"], folder / "models", mirror=MIRROR, download=False)
-    detector = FaceDetector(folder / "models" / "scrfd_500m" / "det.onnx", det_size=320)
-    landmarker = LandmarkModel(folder / "models" / "pfld106" / "landmarks.onnx")
-    assert models
-    split = interim / "split" / "part-0"
-    split_part(interim / "index" / "parts" / "part-0.json", split, AUDIO["sample_rate"], jobs=1)
-    frames = read_arrow(split / "frames.arrow")
-    tables = []
-    for entry in index.parts[0]["videos"]:
-        pts = frames.filter(pc.equal(frames.column("video"), entry["video"])).column("pts").to_numpy()
-        tracks = [(t["track"], t["person"]) for t in entry["tracks"]]
-        tables.append(align_video(entry["path"], pts, tracks, detector, video=entry["video"]))
-    faces = pa.concat_tables(tables) if tables else FACES.empty_table()
-    write_shards(faces, interim / "faces" / "part-0", SHARD_ROWS)
-    write_shards(masks_for_landmarks(landmarks_for_faces(faces, landmarker)), interim / "masks" / "part-0", SHARD_ROWS)
-    mel_part(split, interim / "mel" / "part-0" / "mel.arrow", AUDIO)
+    materialise(["scrfd_500m", "pfld106"], layout.models, mirror=MIRROR, download=False)
+    params = load_params()
+    params |= {"dataset": {"root": str(root)}, "audio": params["audio"] | AUDIO,
+               "split": {"on_error": "fail", "jobs": 1}, "mel": {"jobs": 1},
+               "align": params["align"] | {"detector": "scrfd_500m", "det_size": 320, "shard_rows": SHARD_ROWS,
+                                           "crop_size": CROP_SIZE, "jobs": 1},  # TSAV's 112 px
+               "landmarks": {"model": "pfld106", "jobs": 1}, "mask": {"style": "regions", "jobs": 1}}
+    write_index(build_index(root, 1, jobs=1), layout.index)
+    preprocess(0, params, layout)
 
-    masks = read_shards(interim / "masks" / "part-0")
+    faces, masks = read_shards(layout.faces(0)), read_shards(layout.masks(0))
     black = np.zeros((112, 112), np.uint8)
     for face, mask in zip(faces.to_pylist(), masks.column("mask").to_pylist()):
         track = tsav / face["track"]
@@ -90,7 +75,7 @@ def build(folder: Path) -> tuple[Path, Path]:
             cv2.imwrite(str(track / name), np.zeros((112, 112, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
             grey = black
         cv2.imwrite(str(track / "mask" / name), grey, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    return interim, tsav
+    return layout, tsav
 
 
 class TsavLoader:
@@ -154,11 +139,11 @@ def main() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
-        interim, tsav = build(Path(tmp))
-        faces = read_shards(interim / "faces" / "part-0").select(["track", "frame", "found"])
-        ds = ClipDataset(interim, list(zip(faces.column("track").to_pylist(), faces.column("frame").to_pylist())))
+        layout, tsav = build(Path(tmp))
+        faces = read_shards(layout.faces(0)).select(["track", "frame", "found"])
+        ds = ClipDataset(layout, list(zip(faces.column("track").to_pylist(), faces.column("frame").to_pylist())))
         n_frames, n_found = faces.num_rows, int(pc.sum(faces.column("found")).as_py())
-        tsav_loader = TsavLoader(tsav, interim / "split" / "part-0" / "audio", ds)
+        tsav_loader = TsavLoader(tsav, layout.split(0) / "audio", ds)
         indices = np.random.default_rng(0).choice(len(ds), min(N_SAMPLES, len(ds)), replace=False)
         for i in indices[:3]:
             ours, theirs = ds.clip(int(i)), tsav_loader.clip(int(i))
@@ -166,10 +151,10 @@ def main() -> None:
             assert (ours[3] - theirs[3]).abs().mean() < 0.1, "the layouts give different masks"
         ds[0], tsav_loader.mel(0)
 
-        shards = shard_paths(interim / "faces" / "part-0") + shard_paths(interim / "masks" / "part-0")
+        shards = shard_paths(layout.faces(0)) + shard_paths(layout.masks(0))
         files = sorted(p for p in tsav.rglob("*.jpg"))
         ours, theirs = sizes(shards), sizes(files)
-        mel_bytes = (interim / "mel" / "part-0" / "mel.arrow").stat().st_size
+        mel_bytes = layout.mel(0).stat().st_size
 
         clip_rates = rates([tsav_loader.clip, ds.clip], indices)
         sample_rates = rates([lambda i: (tsav_loader.clip(i), tsav_loader.mel(i)), ds.__getitem__], indices)
@@ -185,7 +170,7 @@ def main() -> None:
         print(f"| crop + mask, bytes/frame (allocated on disk) | {theirs[1] / n_frames:.0f} | "
               f"{ours[1] / n_frames:.0f} | {ours[1] / theirs[1]:.2f}x |")
         mask_jpeg = sum(p.stat().st_size for p in files if p.parent.name == "mask")
-        mask_png = sum(len(m) for m in read_shards(interim / "masks" / "part-0").column("mask").to_pylist())
+        mask_png = sum(len(m) for m in read_shards(layout.masks(0)).column("mask").to_pylist())
         print(f"| mask alone, bytes/frame (JPEG file vs PNG value) | {mask_jpeg / n_frames:.0f} | "
               f"{mask_png / n_frames:.0f} | {mask_png / mask_jpeg:.2f}x |")
         print(f"| files here (crops + masks) | {len(files)} | {len(shards)} | |")

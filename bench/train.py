@@ -1,8 +1,9 @@
 """Training step: samples/s of `supervised` and `mean_teacher` side by side, TSAV at the params.yaml size.
 
 The batches are random tensors of the loader's shapes (the loader has its own benchmark), half of each
-batch labelled, so this measures the engine's step: forward, losses, backward, Adam, EMA (and the teacher's
-forward for the Mean Teacher). CPU in fp32; on a GPU bf16 autocast. `python -m bench.train [steps]`.
+batch labelled and the other half flagged unlabelled for every task, so this measures the engine's step:
+forward, losses, backward, Adam, EMA (and the teacher's forward for the Mean Teacher). CPU in fp32; on a GPU
+bf16 autocast. `python -m bench.train [steps]`.
 """
 
 import sys
@@ -11,7 +12,8 @@ import time
 import torch
 
 from affect.mean_teacher import clip_brightness
-from affect.model import TSAV
+from affect.schema import TASKS
+from affect.tsav import TSAV
 from affect.train import TrainConfig, fit
 from stages import load_params
 
@@ -27,6 +29,8 @@ def random_batches(batch_size: int, clip_length: int, n_mels: int, columns: int,
                          torch.full((batch_size - half, 12), -1.0)]),
         "va": torch.cat([torch.rand(half, 2, generator=generator) * 2 - 1,
                          torch.full((batch_size - half, 2), float("nan"))]),
+        "unlabelled": torch.cat([torch.zeros(half, len(TASKS), dtype=torch.bool),
+                                 torch.ones(batch_size - half, len(TASKS), dtype=torch.bool)]),
     }
     return lambda start: (batch for _ in range(start, steps))
 

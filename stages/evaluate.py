@@ -2,15 +2,19 @@
 
 import json
 
-from affect.data import loader_options
 from affect.evaluate import evaluate
+from affect.schema import Layout
 from stages import load_params
 
-params = load_params()
-p = params["evaluate"]
-metrics = evaluate({"teacher": "data/train/teacher.pt", "student": "data/train/student.pt"}, "data/interim",
-                   "data/processed/labels.parquet", "data/processed/partition.parquet", "data/evaluate",
-                   loader_options(params), batch_size=p["batch_size"],
-                   timeline_tracks=p["timeline_tracks"], predict_with=p["predict_with"])
-print(json.dumps({model: {task: round(r["criterion"], 4) for task, r in tasks.items()}
-                  for model, tasks in metrics.items()}))
+
+def main() -> None:
+    params, layout = load_params(), Layout()
+    p = params["evaluate"]
+    metrics = evaluate({name: layout.model(name) for name in ("teacher", "student")}, layout, params, layout.evaluate,
+                       batch_size=p["batch_size"], timeline_tracks=p["timeline_tracks"], predict_with=p["predict_with"])
+    print(json.dumps({model: {task: round(r["criterion"], 4) for task, r in tasks.items()}
+                      for model, tasks in metrics.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,18 @@
-"""DVC stage `mel`, per part: `python -m stages.mel <part>` -> data/interim/mel/part-<p>/mel.arrow."""
+"""DVC stage `mel`, per part: `python -m stages.mel <part>` (affect.mel.mel_part)
+-> data/interim/mel/part-<p>/mel.arrow."""
 
 import logging
-import sys
 
 from affect.mel import mel_part
-from stages import load_params
+from affect.schema import Layout
+from stages import load_params, part_argument
 
-part = int(sys.argv[1])
-params = load_params()
-counts = mel_part(f"data/interim/split/part-{part}", f"data/interim/mel/part-{part}/mel.arrow", params["audio"])
-logging.getLogger("stages.mel").info("part %d: %s", part, counts)
+
+def main() -> None:
+    params = load_params()
+    part = part_argument(params)
+    logging.getLogger("stages.mel").info("part %d: %s", part, mel_part(part, params, Layout()))
+
+
+if __name__ == "__main__":  # worker processes (spawned) import this module without running it
+    main()

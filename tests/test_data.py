@@ -3,29 +3,27 @@
 import pickle
 import subprocess
 
-import cv2
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from affect.align import align_video
+from affect.align import align_part
 from affect.annotations import write_annotation
 from affect.data import CLIP_MEAN, CLIP_STD, ClipDataset, MixedBatchSampler, clip_offsets, fill_times
-from affect.detect import FaceDetector
-from affect.index import build_index, find_annotations, write_index
+from affect.images import decode_image
+from affect.index import build_index, find_annotations
 from affect.labels import build_labels
+from affect.landmarks import landmarks_part
 from affect.losses import consistency_losses, supervised_losses
-from affect.landmarks import LandmarkModel, landmarks_for_faces
-from affect.mask import masks_for_landmarks
-from affect.mel import SILENCE_DB, floor_db, mel_part, mel_spectrogram
+from affect.mask import masks_part
+from affect.mel import SILENCE_DB, floor_db, mel_spectrogram
 from affect.partition import partition
-from affect.schema import FACES, TASKS
-from affect.shards import read_arrow, read_shards, write_parquet, write_shards
-from affect.split import split_part
+from affect.schema import TASK_FOLDERS, TASKS, Layout
+from affect.shards import read_arrow, read_shards, write_parquet
+from tests.pipeline import build_tree
 
 PARAMS = {"sample_rate": 44100, "n_fft": 1024, "win_length": 882, "hop_length": 441, "n_mels": 64, "top_db": 80}
 HOP_S = 441 / 44100
@@ -54,8 +52,7 @@ def make_videos(root, media):
 def annotate(root, rng):
     """Annotations: grid has 80 VA rows for 75 frames, two_left is in EXPR only, two_right in none."""
     def write(task, set_name, track, values):
-        folder = {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}[task]
-        write_annotation(values, root / "annotations" / folder / set_name / f"{track}.txt", task)
+        write_annotation(values, root / "annotations" / f"{TASK_FOLDERS[task]}_Set" / set_name / f"{track}.txt", task)
 
     def va(n):
         return np.round(rng.uniform(-1, 1, (n, 2)), 3).astype(np.float32)
@@ -71,38 +68,22 @@ def annotate(root, rng):
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory, media, models_dir):
-    """root (ABAW2 tree) and interim/ + processed/ built by index, split, align, landmarks, masks, mel, labels."""
+    """root (ABAW2 tree) and a layout holding what index, split, align, landmarks, masks, mel, labels and
+    partition make of it (the pipeline's own steps; faces shards of 100 rows)."""
     base = tmp_path_factory.mktemp("data")
-    root, interim = base / "root", base / "interim"
+    root, layout = base / "root", Layout(base / "data", models_dir)
     make_videos(root, media)
     annotate(root, np.random.default_rng(0))
+    params = build_tree(root, layout, N_PARTS, {"align": {"shard_rows": 100}})
     index = build_index(root, N_PARTS, jobs=1)
-    write_index(index, interim / "index")
-    detector = FaceDetector(models_dir / "scrfd_500m" / "det.onnx", det_size=320)
-    landmarker = LandmarkModel(models_dir / "pfld106" / "landmarks.onnx")
-    for p in range(N_PARTS):
-        split = interim / "split" / f"part-{p}"
-        split_part(interim / "index" / "parts" / f"part-{p}.json", split, 44100, jobs=1)
-        frames = read_arrow(split / "frames.arrow")
-        tables = []
-        for entry in index.parts[p]["videos"]:
-            pts = frames.filter(pc.equal(frames.column("video"), entry["video"])).column("pts").to_numpy()
-            tracks = [(t["track"], t["person"]) for t in entry["tracks"]]
-            tables.append(align_video(entry["path"], pts, tracks, detector, video=entry["video"]))
-        faces = pa.concat_tables(tables) if tables else FACES.empty_table()
-        write_shards(faces, interim / "faces" / f"part-{p}", rows_per_shard=100)
-        marks = landmarks_for_faces(faces, landmarker)
-        write_shards(masks_for_landmarks(marks), interim / "masks" / f"part-{p}", rows_per_shard=100)
-        mel_part(split, interim / "mel" / f"part-{p}" / "mel.arrow", PARAMS)
     labels = build_labels(index.tracks, find_annotations(root))
-    write_parquet(labels, base / "labels.parquet")
-    write_parquet(partition(labels, "by_video", 0.8, 0), base / "partition.parquet")
-    return {"base": base, "root": root, "interim": interim, "index": index, "labels": labels}
+    write_parquet(labels, layout.labels)
+    write_parquet(partition(labels, "by_video", 0.8, 0), layout.partition)
+    return {"base": base, "root": root, "layout": layout, "params": params, "index": index, "labels": labels}
 
 
 def dataset(tree, side="train", **kwargs):
-    return ClipDataset.from_partition(tree["interim"], tree["base"] / "labels.parquet",
-                                      tree["base"] / "partition.parquet", side=side, **kwargs)
+    return ClipDataset.from_partition(tree["layout"], side=side, **kwargs)
 
 
 def black_value(channel: int) -> float:
@@ -121,10 +102,9 @@ def part_of(tree, track: str) -> int:
 
 def track_crops(tree, track: str) -> dict[int, np.ndarray]:
     """frame -> decoded RGB crop of one track, straight from its faces shards."""
-    faces = read_shards(tree["interim"] / "faces" / f"part-{part_of(tree, track)}")
+    faces = read_shards(tree["layout"].faces(part_of(tree, track)))
     faces = faces.filter(pc.equal(faces.column("track"), track)).to_pylist()
-    return {r["frame"]: cv2.imdecode(np.frombuffer(r["crop"], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-            for r in faces if r["found"]}
+    return {r["frame"]: decode_image(r["crop"]) for r in faces if r["found"]}
 
 
 def index_of(ds: ClipDataset, track: str, frame: int) -> int:
@@ -135,7 +115,7 @@ def index_of(ds: ClipDataset, track: str, frame: int) -> int:
 def test_clip_is_the_target_and_its_dilated_history(tree):
     assert list(clip_offsets(8, 6, "last")) == list(range(-42, 1, 6))
     assert list(clip_offsets(8, 6, "center")) == list(range(-24, 19, 6))
-    ds = ClipDataset(tree["interim"], [("two_left", 60)])
+    ds = ClipDataset(tree["layout"], [("two_left", 60)])
     assert list(ds.clip_frames(0)) == list(range(18, 61, 6))
     crops = track_crops(tree, "two_left")
     frames = rgb_frames(ds[0]["clip"])
@@ -148,16 +128,16 @@ def test_clip_is_the_target_and_its_dilated_history(tree):
 
 
 def test_frames_before_the_start_or_without_a_face_are_black_and_keep_labels(tree):
-    ds = ClipDataset(tree["interim"], [("grid", 12), ("grid", 27)])
+    ds = ClipDataset(tree["layout"], [("grid", 12), ("grid", 27)])
     early, hidden = ds[0]["clip"], ds[1]["clip"]
     for c in range(4):
         assert torch.allclose(early[c, :5], torch.full_like(early[c, :5], black_value(c)))
         assert torch.allclose(hidden[c, -1], torch.full_like(hidden[c, -1], black_value(c)))
     assert (early[:3, 5:] != early[:3, :1]).any(), "frames 0 and 6 have faces"
-    faces = read_shards(tree["interim"] / "faces" / f"part-{part_of(tree, 'grid')}")
+    faces = read_shards(tree["layout"].faces(part_of(tree, "grid")))
     found = [r["found"] for r in faces.select(["track", "frame", "found"]).to_pylist() if r["track"] == "grid"]
     assert len(found) == 75 and not any(found[20:30]) and sum(found[:20]) >= 15
-    rows = pq.read_table(tree["base"] / "partition.parquet").to_pylist()
+    rows = pq.read_table(tree["layout"].partition).to_pylist()
     side = next(r["side"] for r in rows if (r["track"], r["frame"], r["task"]) == ("grid", 25, "va"))
     assert side in ("train", "val"), "a labelled frame without a face keeps its label"
     ds = dataset(tree, side)
@@ -169,17 +149,16 @@ def test_frames_before_the_start_or_without_a_face_are_black_and_keep_labels(tre
 
 
 def test_mel_window_is_centred_on_the_target_time(tree):
-    ds = ClipDataset(tree["interim"], [("grid", 40), ("vfr", 50), ("vfr", 5), ("vfr", 74)])
+    ds = ClipDataset(tree["layout"], [("grid", 40), ("vfr", 50), ("vfr", 5), ("vfr", 74)])
     for index in range(len(ds)):
         sample = ds[index]
         track = str(sample["track"])
-        frames = read_arrow(tree["interim"] / "split" / f"part-{ds.track_part[ds.sample_track[index]]}" /
-                            "frames.arrow").to_pylist()
+        frames = read_arrow(tree["layout"].frames(ds.track_part[ds.sample_track[index]])).to_pylist()
         pts = [r["pts"] for r in frames if r["video"] == track][int(sample["frame"])]
         if track == "vfr" and sample["frame"] == 50:
             assert abs(pts - 50 / 25) > 0.3, "the VFR copy's times are not frame / fps"
-        full = mel_spectrogram(tree["interim"] / "split" / f"part-{ds.track_part[ds.sample_track[index]]}"
-                               / "audio" / f"{track}.wav", PARAMS)
+        full = mel_spectrogram(tree["layout"].split(ds.track_part[ds.sample_track[index]]) / "audio" / f"{track}.wav",
+                               PARAMS)
         mel = sample["mel"][0].numpy() * 19.895 - 14.8
         assert mel.shape == (64, 1001)
         centre = mel[:, 500]
@@ -196,15 +175,14 @@ def test_mel_window_is_centred_on_the_target_time(tree):
 
 
 def test_audio_shorter_than_the_video_and_no_audio_are_padded_with_silence(tree):
-    ds = ClipDataset(tree["interim"], [("short", 70), ("mute", 30)])
+    ds = ClipDataset(tree["layout"], [("short", 70), ("mute", 30)])
     audio = {r["video"]: r for p in range(N_PARTS)
-             for r in read_arrow(tree["interim"] / "split" / f"part-{p}" / "audio.arrow").to_pylist()}
+             for r in read_arrow(tree["layout"].split(p) / "audio.arrow").to_pylist()}
     assert audio["short"]["n_samples"] < 1.3 * 44100 and not audio["mute"]["has_audio"]
     short = ds[0]["mel"][0].numpy() * 19.895 - 14.8
     last = audio["short"]["n_samples"] // 441  # the last column of the WAV
     centre = int(round(70 / 25 / HOP_S))
-    full = mel_spectrogram(tree["interim"] / "split" / f"part-{ds.track_part[ds.sample_track[0]]}"
-                           / "audio" / "short.wav", PARAMS)
+    full = mel_spectrogram(tree["layout"].split(ds.track_part[ds.sample_track[0]]) / "audio" / "short.wav", PARAMS)
     assert np.allclose(short[:, last + 1 - centre + 500:], floor_db(full, 80), atol=1e-4)
     assert np.abs(short[:, :last - centre + 500] - floor_db(full, 80)).max() > 10, "speech before the end"
     mute = ds[1]["mel"][0].numpy() * 19.895 - 14.8
@@ -212,7 +190,7 @@ def test_audio_shorter_than_the_video_and_no_audio_are_padded_with_silence(tree)
 
 
 def test_labels_are_shown_only_on_the_datasets_side(tree):
-    rows = pc.unique(pq.read_table(tree["base"] / "partition.parquet").column("side")).to_pylist()
+    rows = pc.unique(pq.read_table(tree["layout"].partition).column("side")).to_pylist()
     assert set(rows) == {"train", "val", "unlabelled"}
     train, val = dataset(tree, "train"), dataset(tree, "val")
     assert len(train.labelled_indices()) and len(train.unlabelled_indices()) and len(val.labelled_indices())
@@ -231,32 +209,34 @@ def test_labels_are_shown_only_on_the_datasets_side(tree):
                 assert sample["va"][0] == pytest.approx(row["valence"])
 
 
-def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path, models_dir):
+def linked(layout: Layout, root, names: list[str], files: tuple = ()) -> Layout:
+    """A layout rooted at `root` whose interim folders `names` and processed `files` are links to `layout`'s."""
+    other = Layout(root, layout.models)
+    for name in names:
+        (other.interim / name).parent.mkdir(parents=True, exist_ok=True)
+        (other.interim / name).symlink_to(layout.interim / name)
+    for name in files:
+        (other.labels.parent / name).parent.mkdir(parents=True, exist_ok=True)
+        (other.labels.parent / name).symlink_to(layout.labels.parent / name)
+    return other
+
+
+def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path):
     """align.crop_size 64: crops, landmarks and masks of that side, clips of that side, and a loader told
     another size names the mismatch instead of building wrong clips."""
-    interim = tmp_path / "interim"
-    for name in ("index", "split", "mel"):
-        (interim / name).parent.mkdir(parents=True, exist_ok=True)
-        (interim / name).symlink_to(tree["interim"] / name)
-    detector = FaceDetector(models_dir / "scrfd_500m" / "det.onnx", det_size=320)
+    layout = linked(tree["layout"], tmp_path, ["index", "split", "mel"])
     p = part_of(tree, "grid")
-    frames = read_arrow(interim / "split" / f"part-{p}" / "frames.arrow")
-    entries = [e for e in tree["index"].parts[p]["videos"]]
-    faces = pa.concat_tables([
-        align_video(e["path"], frames.filter(pc.equal(frames.column("video"), e["video"])).column("pts").to_numpy(),
-                    [(t["track"], t["person"]) for t in e["tracks"]], detector, crop_size=64, video=e["video"])
-        for e in entries])
-    write_shards(faces, interim / "faces" / f"part-{p}", rows_per_shard=100)
-    marks = landmarks_for_faces(faces, LandmarkModel(models_dir / "pfld106" / "landmarks.onnx"))
-    write_shards(masks_for_landmarks(marks, size=64), interim / "masks" / f"part-{p}", rows_per_shard=100)
-    points = np.asarray(marks.column("landmarks").to_pylist()[60], np.float32).reshape(-1, 2)
+    params = tree["params"] | {"align": tree["params"]["align"] | {"crop_size": 64}}
+    for step in (align_part, landmarks_part, masks_part):
+        step(p, params, layout)
+    points = np.asarray(read_shards(layout.landmarks(p)).column("landmarks").to_pylist()[60], np.float32).reshape(-1, 2)
     assert 0 < points.min() and points.max() < 64 * 1.1  # the jaw may end a little below the crop
     assert points[[35, 39], 1].mean() < points[[52, 61], 1].mean()  # eyes above the mouth corners
     assert 0.25 * 64 < points[39, 0] - points[35, 0] + points[93, 0] - points[89, 0] < 0.6 * 64  # eye widths
-    clip = ClipDataset(interim, [("grid", 60)], crop_size=64)[0]["clip"]
+    clip = ClipDataset(layout, [("grid", 60)], crop_size=64)[0]["clip"]
     assert clip.shape == (4, 8, 64, 64) and (clip[3, -1] > black_value(3)).float().mean() > 0.2
     with pytest.raises(ValueError, match=r"is 64x64, expected 112x112 \(align.crop_size\)"):
-        ClipDataset(interim, [("grid", 60)], crop_size=112)[0]
+        ClipDataset(layout, [("grid", 60)], crop_size=112)[0]
 
 
 @pytest.mark.parametrize("mode", ["random_frames", "by_video", "official"])
@@ -267,8 +247,9 @@ def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode):
     The tree holds the cases that leaked before: in `official`, grid is Train_Set for VA and Validation_Set
     for EXPR, short Train_Set for VA and Validation_Set for AU; `random_frames` splits every task's frames."""
     table = partition(tree["labels"], mode, 0.8, 0)
-    write_parquet(table, tmp_path / "partition.parquet")
-    ds = ClipDataset.from_partition(tree["interim"], tree["base"] / "labels.parquet", tmp_path / "partition.parquet")
+    layout = linked(tree["layout"], tmp_path, ["index", "split", "faces", "masks", "mel"], ("labels.parquet",))
+    write_parquet(table, layout.partition)
+    ds = ClipDataset.from_partition(layout)
     sides = {(r["track"], r["frame"], r["task"]): r["side"] for r in table.to_pylist()}
     generator = torch.Generator().manual_seed(0)
     widths = {"expr": 7, "au": 12, "va": 2}
@@ -315,7 +296,7 @@ def test_augment_hook_sees_every_sample(tree):
         sample["clip"] = sample["clip"].flip(-1)
         return sample
 
-    plain, flipped = ClipDataset(tree["interim"], [("vfr", 60)]), ClipDataset(tree["interim"], [("vfr", 60)],
+    plain, flipped = ClipDataset(tree["layout"], [("vfr", 60)]), ClipDataset(tree["layout"], [("vfr", 60)],
                                                                                augment=flip)
     assert torch.equal(plain[0]["clip"].flip(-1), flipped[0]["clip"]) and seen == [60]
 

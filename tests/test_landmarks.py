@@ -6,12 +6,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from affect.align import align_matrix, align_part, decode_jpeg
+from affect.align import align_matrix
+from affect.images import decode_image
 from affect.landmarks import LandmarkModel, landmarks_part, model_folder
-from affect.schema import LANDMARKS
+from affect.schema import LANDMARKS, Layout
 from affect.shards import read_arrow, read_shards, shard_paths
 from affect.video import iter_frames
-from tests.test_align import ffmpeg, make_part
+from tests.pipeline import FAST, params
+from tests.test_align import align, ffmpeg, make_part
 
 EYES = list(range(33, 43)) + list(range(87, 97))
 MOUTH = list(range(52, 72))
@@ -30,10 +32,10 @@ def part(tmp_path_factory, media, models_dir):
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=0.2", "-pix_fmt", "yuv420p", str(noface))
     videos = [("grid_sbwe5n", media / "grid_sbwe5n.mpg", ["main"]), ("noface", noface, ["main"]),
               ("pyfeat", media / "pyfeat_single_face.mp4", ["main"])]
-    part_json, frames = make_part(folder, videos)
-    align_part(part_json, frames, models_dir / "scrfd_500m" / "det.onnx", folder / "faces", shard_rows=64, jobs=2)
-    landmarks_part(folder / "faces", models_dir / "pfld106" / "landmarks.onnx", folder / "landmarks", jobs=2)
-    return folder
+    layout = make_part(Layout(folder, models_dir), videos)
+    align(layout, shard_rows=64, jobs=2)
+    landmarks_part(0, params(FAST, {"landmarks": {"jobs": 2}}), layout)
+    return layout
 
 
 def plausible(points: np.ndarray) -> None:
@@ -53,9 +55,9 @@ def test_landmarks_on_an_insightface_aligned_crop_are_plausible(media, model):
 
 
 def test_stage_rows_line_up_with_faces_and_are_plausible(part):
-    faces, landmarks = read_shards(part / "faces"), read_shards(part / "landmarks")
-    assert [p.name for p in shard_paths(part / "landmarks")] == [p.name for p in shard_paths(part / "faces")]
-    for f, l in zip(shard_paths(part / "faces"), shard_paths(part / "landmarks")):
+    faces, landmarks = read_shards(part.faces(0)), read_shards(part.landmarks(0))
+    assert [p.name for p in shard_paths(part.landmarks(0))] == [p.name for p in shard_paths(part.faces(0))]
+    for f, l in zip(shard_paths(part.faces(0)), shard_paths(part.landmarks(0))):
         with pa.memory_map(str(l)) as source:
             table = ipc.open_file(source).read_all()
         assert table.schema == LANDMARKS
@@ -72,7 +74,7 @@ def test_stage_rows_line_up_with_faces_and_are_plausible(part):
 
 def test_crop_landmarks_agree_with_the_model_on_the_frame(part, model, media):
     """The crop framing must give about what the model gives on its native framing (box square of the frame)."""
-    faces = read_shards(part / "faces").filter(pa.compute.equal(pa.compute.field("track"), "pyfeat"))
+    faces = read_shards(part.faces(0)).filter(pa.compute.equal(pa.compute.field("track"), "pyfeat"))
     rows = faces.to_pydict()
     errors = []
     for frame, image in enumerate(iter_frames(media / "pyfeat_single_face.mp4")):
@@ -80,13 +82,17 @@ def test_crop_landmarks_agree_with_the_model_on_the_frame(part, model, media):
             continue
         matrix = align_matrix(np.array(rows["kps"][frame]))
         native = model.predict_in_box(image, np.array(rows["box"][frame])) @ matrix[:, :2].T + matrix[:, 2]
-        errors.append(np.linalg.norm(model.predict(decode_jpeg(rows["crop"][frame])) - native, axis=1).mean())
+        errors.append(np.linalg.norm(model.predict(decode_image(rows["crop"][frame])) - native, axis=1).mean())
     assert len(errors) == 6 and np.mean(errors) < 4.0
 
 
 def test_same_bytes_whatever_jobs(part, models_dir, tmp_path):
-    landmarks_part(part / "faces", models_dir / "pfld106" / "landmarks.onnx", tmp_path, jobs=1)
-    assert [p.read_bytes() for p in shard_paths(tmp_path)] == [p.read_bytes() for p in shard_paths(part / "landmarks")]
+    again = Layout(tmp_path, models_dir)
+    again.faces(0).parent.mkdir(parents=True)
+    again.faces(0).symlink_to(part.faces(0))
+    landmarks_part(0, params(FAST), again)
+    assert [p.read_bytes() for p in shard_paths(again.landmarks(0))] == [
+        p.read_bytes() for p in shard_paths(part.landmarks(0))]
 
 
 def test_model_names_map_to_folders():

@@ -1,17 +1,19 @@
 """Masks from real landmarks: both styles differ, are non-empty and sit where the landmarks are."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from affect.align import align_part
-from affect.landmarks import LandmarkModel, landmarks_part
+from affect.landmarks import LandmarkModel, landmarks_part, model_folder
 from affect.mask import FACE_PARTS, REGIONS, TSAV_LINES, masks_part, render_mask
-from affect.schema import MASKS
+from affect.schema import MASKS, Layout
 from affect.shards import read_arrow, read_shards, shard_paths
-from tests.test_align import make_part
+from tests.pipeline import FAST, params
+from tests.test_align import align, make_part
 
 LEVEL = dict(REGIONS)
 
@@ -37,7 +39,7 @@ def test_both_styles_differ_and_are_not_empty(landmarks):
 
 def test_regions_sit_where_the_landmarks_are(landmarks):
     mask = render_mask(landmarks, "regions")
-    parts = FACE_PARTS["pfld106"]
+    parts = FACE_PARTS
     assert at(mask, landmarks[parts["left_eye"]].mean(0)) == LEVEL["left_eye"]
     assert at(mask, landmarks[parts["right_eye"]].mean(0)) == LEVEL["right_eye"]
     assert at(mask, landmarks[74]) == LEVEL["nose"]  # on the bridge
@@ -55,7 +57,7 @@ def test_regions_sit_where_the_landmarks_are(landmarks):
 def test_tsav_lines_run_through_the_landmarks(landmarks):
     mask = render_mask(landmarks, "tsav_lines")
     lit = np.argwhere(mask > 0)[:, ::-1]
-    used = sorted({i for part, _, _ in TSAV_LINES for i in FACE_PARTS["pfld106"][part]})
+    used = sorted({i for part, _, _ in TSAV_LINES for i in FACE_PARTS[part]})
     distance = np.linalg.norm(lit[:, None, :] - landmarks[used][None], axis=2).min(1)
     assert distance.max() < 12  # pixels lie on segments between neighbouring points
     inside = [p for p in landmarks[used] if (p >= 1).all() and (p <= 110).all()]
@@ -68,7 +70,7 @@ def test_tsav_lines_draw_tsavs_parts_not_the_whole_contour(landmarks):
     (draw_mask, mask.py docstring) draws its 5-point chin across the chin only, and its 3-point nose bridge
     from below the root (the point between the eyes) down to the tip; parts keep TSAV's point counts."""
     regions, lines = render_mask(landmarks, "regions"), render_mask(landmarks, "tsav_lines")
-    parts = FACE_PARTS["pfld106"]
+    parts = FACE_PARTS
     contour = landmarks[parts["face_contour"]]
     width = np.ptp(contour[:, 0])
     face_x = np.nonzero(regions == LEVEL["face"])[1]
@@ -86,35 +88,44 @@ def test_tsav_lines_draw_tsavs_parts_not_the_whole_contour(landmarks):
         "tsav_chin": (5, 31, False)}
 
 
-def test_bad_style_or_scheme_is_named(landmarks):
+def test_bad_style_or_landmark_model_is_named(landmarks):
     with pytest.raises(ValueError, match="blobs"):
         render_mask(landmarks, "blobs")
-    with pytest.raises(ValueError, match="jd106"):
-        render_mask(landmarks, "regions", scheme="jd106")
+    with pytest.raises(ValueError, match="jd106"):  # one 106-point numbering: the model name is what is checked
+        model_folder("jd106")
+
+
+def styled(layout: Layout, root: Path, style: str, jobs: int) -> Layout:
+    """The masks step of `style` on `layout`'s part 0 faces and landmarks, into a layout rooted at `root`."""
+    styled = Layout(root, layout.models)
+    for folder in (styled.faces(0), styled.landmarks(0)):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.symlink_to(layout.interim / folder.relative_to(styled.interim))
+    masks_part(0, params(FAST, {"mask": {"style": style, "jobs": jobs}}), styled)
+    return styled
 
 
 def test_stage_shards_line_up_row_for_row_in_both_styles(tmp_path, media, models_dir):
-    part_json, frames = make_part(tmp_path, [("grid_swiz3n", media / "grid_swiz3n.mpg", ["main"])])
-    align_part(part_json, frames, models_dir / "scrfd_500m" / "det.onnx", tmp_path / "faces", shard_rows=40, jobs=1)
-    landmarks_part(tmp_path / "faces", models_dir / "pfld106" / "landmarks.onnx", tmp_path / "landmarks", jobs=1)
-    masks_part(tmp_path / "landmarks", tmp_path / "regions", "regions", jobs=2)
-    masks_part(tmp_path / "landmarks", tmp_path / "lines", "tsav_lines", jobs=1)
-    names = [p.name for p in shard_paths(tmp_path / "faces")]
+    layout = make_part(Layout(tmp_path / "data", models_dir), [("grid_swiz3n", media / "grid_swiz3n.mpg", ["main"])])
+    align(layout, shard_rows=40)
+    landmarks_part(0, params(FAST), layout)
+    folders = {"regions": styled(layout, tmp_path / "regions", "regions", 2).masks(0),
+               "lines": styled(layout, tmp_path / "lines", "tsav_lines", 1).masks(0)}
+    names = [p.name for p in shard_paths(layout.faces(0))]
     assert len(names) == 2
     for style in ("regions", "lines"):
-        assert [p.name for p in shard_paths(tmp_path / style)] == names
-        for path in shard_paths(tmp_path / style):
+        assert [p.name for p in shard_paths(folders[style])] == names
+        for path in shard_paths(folders[style]):
             with pa.memory_map(str(path)) as source:
                 table = ipc.open_file(source).read_all()
             assert table.schema == MASKS
-            assert table.num_rows == read_arrow(tmp_path / "faces" / path.name).num_rows
-    regions, lines = read_shards(tmp_path / "regions"), read_shards(tmp_path / "lines")
-    found = read_shards(tmp_path / "faces").column("found").to_pylist()
+            assert table.num_rows == read_arrow(layout.faces(0) / path.name).num_rows
+    regions, lines = read_shards(folders["regions"]), read_shards(folders["lines"])
+    found = read_shards(layout.faces(0)).column("found").to_pylist()
     for r, l, f in zip(regions.column("mask").to_pylist(), lines.column("mask").to_pylist(), found):
         assert (r != b"") == f and (l != b"") == f
         if f:
             assert r != l
             assert cv2.imdecode(np.frombuffer(r, np.uint8), cv2.IMREAD_UNCHANGED).shape == (112, 112)
-    again = tmp_path / "again"
-    masks_part(tmp_path / "landmarks", again, "regions", jobs=1)
-    assert [p.read_bytes() for p in shard_paths(again)] == [p.read_bytes() for p in shard_paths(tmp_path / "regions")]
+    again = styled(layout, tmp_path / "again", "regions", 1).masks(0)
+    assert [p.read_bytes() for p in shard_paths(again)] == [p.read_bytes() for p in shard_paths(folders["regions"])]

@@ -1,6 +1,5 @@
 """Mel spectrograms of real speech: column timing, the dB floor, parts with and without audio, an empty part."""
 
-import json
 import subprocess
 
 import numpy as np
@@ -8,9 +7,10 @@ import pyarrow as pa
 import pytest
 
 from affect.mel import SILENCE_DB, MelError, floor_db, mel_part, mel_spectrogram, read_wav
-from affect.schema import AUDIO, MEL
+from affect.schema import AUDIO, MEL, Layout, write_part
 from affect.shards import read_arrow, write_arrow
 from affect.split import split_part
+from tests.pipeline import params
 
 PARAMS = {"sample_rate": 44100, "n_fft": 1024, "win_length": 882, "hop_length": 441, "n_mels": 64, "top_db": 80}
 
@@ -49,7 +49,8 @@ def test_wrong_rate_is_an_error_naming_the_file(media, tmp_path):
 
 
 def test_part_with_audio_without_audio_short_audio_and_an_empty_part(media, tmp_path):
-    split = tmp_path / "split"
+    layout = Layout(tmp_path)
+    split = layout.split(0)
     (split / "audio").mkdir(parents=True)
     wav(media / "grid_bbaf2n.mpg", split / "audio" / "full.wav")
     wav(media / "grid_bbaf2n.mpg", split / "audio" / "short.wav", "atrim=0:1")
@@ -58,9 +59,9 @@ def test_part_with_audio_without_audio_short_audio_and_an_empty_part(media, tmp_
         {"video": "mute", "has_audio": False, "wav": "", "sample_rate": 44100, "n_samples": 0},
         {"video": "full", "has_audio": True, "wav": "full.wav", "sample_rate": 44100, "n_samples": 0},
     ], schema=AUDIO), split / "audio.arrow")
-    counts = mel_part(split, tmp_path / "mel" / "mel.arrow", PARAMS)
+    counts = mel_part(0, params({"audio": PARAMS, "mel": {"jobs": 2}}), layout)
     assert counts == {"videos": 3, "with_audio": 2, "without_audio": 1}
-    table = read_arrow(tmp_path / "mel" / "mel.arrow")
+    table = read_arrow(layout.mel(0))
     assert table.schema == MEL and table.column("video").to_pylist() == ["full", "mute", "short"]
     rows = {r["video"]: r for r in table.to_pylist()}
     assert rows["mute"]["has_audio"] is False and rows["mute"]["n_cols"] == 0 and rows["mute"]["mel"] == []
@@ -69,9 +70,7 @@ def test_part_with_audio_without_audio_short_audio_and_an_empty_part(media, tmp_
     assert np.array_equal(full, mel_spectrogram(split / "audio" / "full.wav", PARAMS))
     assert all(r["hop_s"] == 0.01 for r in rows.values())
 
-    empty = tmp_path / "empty"
-    (tmp_path / "part-9.json").write_text(json.dumps({"part": 9, "videos": []}))
-    split_part(tmp_path / "part-9.json", empty, 44100, jobs=1)
-    assert mel_part(empty, tmp_path / "mel9" / "mel.arrow", PARAMS) == {"videos": 0, "with_audio": 0,
-                                                                        "without_audio": 0}
-    assert read_arrow(tmp_path / "mel9" / "mel.arrow").num_rows == 0
+    write_part({"part": 9, "videos": []}, layout.part_json(9))
+    split_part(9, params({"split": {"jobs": 1}}), layout)
+    assert mel_part(9, params({"mel": {"jobs": 1}}), layout) == {"videos": 0, "with_audio": 0, "without_audio": 0}
+    assert read_arrow(layout.mel(9)).num_rows == 0

@@ -113,7 +113,8 @@ def test_expr_f1_over_the_classes_present_and_over_all_seven():
 
 
 def test_va_on_raw_abaw_arrays_treats_minus_five_as_unlabelled():
-    """Raw annotation values: -5 in either column marks an unannotated frame (method.md), like NaN."""
+    """Raw annotation values: -5 in either column marks an unannotated frame (docs/method.md,
+    "Annotation format"), like NaN."""
     rng = np.random.default_rng(4)
     true = np.round(rng.uniform(-1, 1, (60, 2)), 3)
     true[::4] = -5.0

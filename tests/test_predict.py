@@ -9,8 +9,10 @@ import torch
 
 from affect.__main__ import main
 from affect.annotations import read_annotation
-from affect.model import TSAV, save_model
+from affect.pipeline import model_record
 from affect.schema import AUS, EXPRESSIONS
+from affect.tsav import TSAV, save_model
+from tests.pipeline import params
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {"VA": "valence,arousal", "EXPR": ",".join(EXPRESSIONS), "AU": ",".join(AUS)}
@@ -22,10 +24,10 @@ def ffmpeg(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A narrow, untrained TSAV saved as the train stage saves it."""
+    """A narrow, untrained TSAV saved as the train stage saves it, with params.yaml's record."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("checkpoint") / "teacher.pt"
-    save_model(TSAV(width=0.125), path)
+    save_model(TSAV(width=0.125), path, model_record(params(), data=""))
     return path
 
 
@@ -52,14 +54,56 @@ def check_files(out: Path, track: str, n_frames: int) -> None:
     assert (out / "timeline" / f"{track}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_predict_one_person(tmp_path, media, models_dir, checkpoint):
-    video = tmp_path / "speaker.mp4"
+@pytest.fixture(scope="module")
+def speaker(tmp_path_factory, media) -> Path:
+    """One second of a real speaker, with audio."""
+    video = tmp_path_factory.mktemp("speaker") / "speaker.mp4"
     ffmpeg("-i", str(media / "grid_lwbsza_h264.mp4"), "-t", "1", "-c:v", "libx264", "-preset", "ultrafast",
            "-c:a", "aac", str(video))
+    return video
+
+
+def test_predict_one_person(tmp_path, speaker, models_dir, checkpoint, caplog):
     out = tmp_path / "out"
-    assert run_cli(video, "--checkpoint", checkpoint, "--out", out, "--models-dir", models_dir) == 0
+    assert run_cli(speaker, "--checkpoint", checkpoint, "--out", out, "--models-dir", models_dir) == 0
     check_files(out, "speaker", 25)
     assert sorted(p.name for p in (out / "VA").iterdir()) == ["speaker.txt"]
+    assert not [r for r in caplog.records if "differs from the preprocessing" in r.getMessage()]
+
+
+def test_the_model_file_decides_the_preprocessing(tmp_path, speaker, models_dir, checkpoint, caplog):
+    """The same weights recorded with another mask style and clip length: predict takes both from the model
+    file (its predictions change), and says that params.yaml differs, naming the keys."""
+    other = tmp_path / "other.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    model = TSAV(width=0.125)
+    model.load_state_dict(state["state_dict"])
+    save_model(model, other, model_record(params({"mask": {"style": "tsav_lines"}, "clip": {"length": 4}}), data=""))
+    assert run_cli(speaker, "--checkpoint", checkpoint, "--out", tmp_path / "same", "--models-dir", models_dir) == 0
+    assert run_cli(speaker, "--checkpoint", other, "--out", tmp_path / "other", "--models-dir", models_dir) == 0
+    warning = [r.getMessage() for r in caplog.records if "differs from the preprocessing" in r.getMessage()]
+    assert len(warning) == 1 and str(other) in warning[0]
+    assert "mask.style: model 'tsav_lines', params 'regions'" in warning[0]
+    assert "clip.length: model 4, params 8" in warning[0]
+    check_files(tmp_path / "other", "speaker", 25)
+    same, changed = (read_annotation(tmp_path / name / "VA" / "speaker.txt", "va").values for name in ("same", "other"))
+    assert not np.array_equal(same, changed)
+
+
+def test_old_or_foreign_checkpoints_fail_in_one_line(tmp_path, speaker, checkpoint, capsys):
+    """A model file without the record (as saved before it existed) and a file that is no model at all: a
+    one-line error naming the file, exit code 2, before any preprocessing."""
+    old = tmp_path / "old.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    torch.save({"config": state["config"], "state_dict": state["state_dict"]}, old)
+    out = tmp_path / "out"
+    assert run_cli(speaker, "--checkpoint", old, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{old}: an old model file without the record of its preprocessing" in err
+    assert run_cli(speaker, "--checkpoint", speaker, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{speaker}: not a model file" in err
+    assert not out.exists()
 
 
 def test_two_person_without_audio(tmp_path, media, models_dir, checkpoint, capsys):

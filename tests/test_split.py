@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from affect.index import build_index, write_index
+from affect.schema import Layout
 from affect.shards import read_arrow
 from affect.split import SplitError, extract_audio, split_part
 from affect.shards import sha256_of as fingerprint
 from affect.video import frame_times
+from tests.pipeline import params
 
 RATE = 16000
 GRID_MP4 = "grid_lwbsza_h264.mp4"
@@ -27,6 +29,20 @@ def read_wav(path: Path) -> np.ndarray:
     with wave.open(str(path)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, RATE)
         return np.frombuffer(wav.readframes(wav.getnframes()), np.int16).astype(np.float64)
+
+
+def split_to(part_json: Path, root: Path, jobs: int, on_error: str = "fail") -> Path:
+    """The split step on the part file `part_json`, as part 0 of a layout rooted at `root`; returns its folder."""
+    layout = Layout(root)
+    if layout.part_json(0) != part_json:
+        layout.part_json(0).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(part_json, layout.part_json(0))
+    split_part(0, params({"audio": {"sample_rate": RATE}, "split": {"jobs": jobs, "on_error": on_error}}), layout)
+    return layout.split(0)
+
+
+def index_part(dataset: Path) -> Path:
+    return Layout(dataset / "data").part_json(0)
 
 
 def lag(signal: np.ndarray, reference: np.ndarray) -> int:
@@ -55,20 +71,18 @@ def dataset(media, tmp_path_factory) -> Path:
     ffmpeg("-i", source, "-vf", "setpts='if(lt(N,25),N/25,1+(N-25)*2/25)/TB'", "-fps_mode", "vfr",
            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(videos / "vfr.mp4"))
     (videos / "cut.mpg").write_bytes((media / "grid_lwbsza.mpg").read_bytes()[:200_000])
-    write_index(build_index(base / "raw", n_parts=1, jobs=1), base / "index")
+    write_index(build_index(base / "raw", n_parts=1, jobs=1), Layout(base / "data").index)
     return base
 
 
 @pytest.fixture(scope="module")
 def split(dataset) -> Path:
-    out = dataset / "split" / "part-0"
-    split_part(dataset / "index" / "parts" / "part-0.json", out, RATE, jobs=1, on_error="fail")
-    return out
+    return split_to(index_part(dataset), dataset / "data", jobs=1)
 
 
 def test_frames_are_the_decoded_timestamps(dataset, split):
     frames = read_arrow(split / "frames.arrow")
-    part = json.loads((dataset / "index" / "parts" / "part-0.json").read_text())
+    part = json.loads(index_part(dataset).read_text())
     names = [v["video"] for v in part["videos"]]
     assert names == sorted(names) == ["cut", "early", "grid", "grid_bbaf2n", "late", "mute", "two", "vfr"]
     videos = frames.column("video").to_pylist()
@@ -106,13 +120,13 @@ def test_audio_starts_at_the_first_video_frame(dataset, split, tmp_path):
 
 
 def test_same_bytes_whatever_jobs(dataset, split, tmp_path):
-    split_part(dataset / "index" / "parts" / "part-0.json", tmp_path, RATE, jobs=2, on_error="fail")
+    again = split_to(index_part(dataset), tmp_path, jobs=2)
     files = sorted(p.relative_to(split) for p in split.rglob("*") if p.is_file())
     assert [p for p in files if p.parent == Path(".")] == [Path("audio.arrow"), Path("frames.arrow"),
                                                            Path("skipped.json")]
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file()) == files
     for name in files:
-        assert (split / name).read_bytes() == (tmp_path / name).read_bytes(), name
+        assert (split / name).read_bytes() == (again / name).read_bytes(), name
 
 
 def bad_part(dataset: Path, tmp_path: Path) -> Path:
@@ -132,14 +146,13 @@ def bad_part(dataset: Path, tmp_path: Path) -> Path:
 
 def test_undecodable_video_fails_or_is_skipped(dataset, tmp_path):
     part = bad_part(dataset, tmp_path)
-    out = tmp_path / "out"
-    split_part(dataset / "index" / "parts" / "part-0.json", out, RATE, jobs=1, on_error="fail")
+    out = split_to(index_part(dataset), tmp_path / "data", jobs=1)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(SplitError, match=str(tmp_path / "broken.mp4")):
-        split_part(part, out, RATE, jobs=1, on_error="fail")
+        split_to(part, tmp_path / "data", jobs=1)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # previous outputs intact
 
-    split_part(part, out, RATE, jobs=2, on_error="skip")
+    split_to(part, tmp_path / "data", jobs=2, on_error="skip")
     skipped = json.loads((out / "skipped.json").read_text())
     assert [s["video"] for s in skipped] == ["broken"] and "broken.mp4" in skipped[0]["error"]
     assert set(read_arrow(out / "frames.arrow").column("video").to_pylist()) == {"grid_bbaf2n"}
@@ -148,8 +161,8 @@ def test_undecodable_video_fails_or_is_skipped(dataset, tmp_path):
 
 
 def test_video_changed_since_the_index_is_an_error(dataset, tmp_path):
-    part = json.loads((dataset / "index" / "parts" / "part-0.json").read_text())
+    part = json.loads(index_part(dataset).read_text())
     part["videos"][0]["fingerprint"] = "0" * 64
     (tmp_path / "part.json").write_text(json.dumps(part))
     with pytest.raises(SplitError, match="changed since the index stage"):
-        split_part(tmp_path / "part.json", tmp_path / "out", RATE, jobs=1, on_error="skip")
+        split_to(tmp_path / "part.json", tmp_path / "out", jobs=1, on_error="skip")

@@ -7,6 +7,7 @@ model with DDP on gloo and writes each rank's results to OUT (see `test_torchrun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,12 +23,13 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from affect.data import ClipDataset, MixedBatchSampler, loader_options
+from affect.data import ClipDataset, MixedBatchSampler
 from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
-from affect.model import TSAV, load_model
-from affect.schema import TASKS
-from affect.train import TrainConfig, fit, predict, validation
+from affect.pipeline import infer, loader_options
+from affect.schema import TASKS, Layout
+from affect.train import TrainConfig, fit, validation
+from affect.tsav import TSAV, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,9 +81,9 @@ class Digits:
         return batches
 
     def accuracy(self, model: nn.Module) -> float:
-        predictions, _ = predict(model.eval(), [{"pixels": self.pixels[self.test], "expr": self.target[self.test]}],
-                                 ("pixels",))
-        return float((predictions["expr"].argmax(1) == self.classes[self.test]).mean())
+        predictions = infer(model.eval(), [{"pixels": self.pixels[self.test], "expr": self.target[self.test]}],
+                            inputs=("pixels",), progress=False)
+        return float((predictions["expr"] == self.classes[self.test]).mean())
 
 
 def train_digits(method: str, seed: int, steps: int, **config) -> tuple[nn.Module, nn.Module, Digits]:
@@ -115,6 +117,16 @@ def test_mean_teacher_beats_supervised_on_digits():
     student_mean, teacher_mean = np.mean(mean_teacher, axis=0)
     assert student_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
     assert teacher_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
+
+
+def test_train_config_defaults_are_params_yaml():
+    """TrainConfig's defaults are the `train` group of params.yaml, so a test or a script that leaves a field
+    out trains as the pipeline does."""
+    train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    shared = set(fields) & set(train)
+    assert shared >= {"method", "seed", "steps", "lr", "ema", "eval_every", "checkpoint_every"}
+    assert {name: fields[name] for name in shared} == {name: train[name] for name in shared}
 
 
 class Interrupted(Exception):
@@ -224,9 +236,7 @@ def check_train_stage(data: Path, project: Path) -> None:
     for task in ("expr", "au", "va"):
         assert len(rows[f"train/supervised/{task}"]) == 3 and f"train/consistency/{task}" in rows
 
-    sides = {side: ClipDataset.from_partition(project / "data" / "interim", project / "data/processed/labels.parquet",
-                                              project / "data/processed/partition.parquet", side=side,
-                                              **loader_options(params))
+    sides = {side: ClipDataset.from_partition(Layout(project / "data"), side=side, **loader_options(params))
              for side in ("train", "val")}
     trivial = trivial_criteria(sides["val"], sides["train"])
     fixed = next(iter(torch.utils.data.DataLoader(
@@ -240,7 +250,7 @@ def check_train_stage(data: Path, project: Path) -> None:
     metrics = json.loads((project / "dvclive" / "metrics.json").read_text())
     for name in ("student", "teacher"):
         model = load_model(project / "data" / "train" / f"{name}.pt")
-        criteria = validation(torch.utils.data.DataLoader(sides["val"], batch_size=32), ("clip", "mel"))(model)
+        criteria = validation(sides["val"], ("clip", "mel"), batch_size=params["train"]["batch_size"])(model)
         assert criteria == pytest.approx(metrics["val"][name], abs=1e-6)
         assert set(criteria) == set(trivial) | {"mean"}
         if name == "student":

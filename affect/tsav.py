@@ -1,10 +1,16 @@
-"""TSAV, the two-stream aural-visual base model (method.md section 3), and its initialisation from files.
+"""TSAV, the two-stream aural-visual base model (docs/method.md, "TSAV"), its initialisation from files, and the
+model files the train stage writes.
 
 Visual stream: torchvision's R(2+1)D-18 with a 4-channel stem (RGB + mask). Audio stream: torchvision's
 ResNet-18 with a 1-channel first conv on the mel spectrogram. The two pooled features are concatenated,
 audio first as in TSAV, and one linear head per task gives 7 expression logits, 12 AU logits and
 valence/arousal through tanh. `width` scales the channels of every convolution of both streams (1.0 = TSAV);
 the narrow models used on CPU are built by the same code, torchvision's modules with narrower convolutions.
+
+A model file (`save_model`) holds the model's config, its weights and a record of how it was made: the
+preprocessing of its inputs, its training parameters and a fingerprint of its training data
+(`affect.pipeline.model_record`). A file without the record cannot be used to predict: nothing says which
+inputs it expects.
 """
 
 from __future__ import annotations
@@ -148,16 +154,35 @@ def init_model(model: TSAV, init: str) -> None:
     (load_kinetics if kind == "kinetics" else load_tsav)(model, path)
 
 
-def save_model(model: TSAV, path: str | os.PathLike) -> None:
-    """Write the model's config and state dict, atomically; `load_model` rebuilds it."""
+class CheckpointError(ValueError):
+    """A model file that cannot be used; the message names it and says what to do."""
+
+
+def save_model(model: TSAV, path: str | os.PathLike, record: dict) -> None:
+    """Write the model's config, state dict and `record` (how it was made), atomically; `load_checkpoint`
+    reads them back."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file object: the archive's inner name does not depend on the file name
-            torch.save({"config": model.config, "state_dict": model.state_dict()}, f)
+            torch.save({"config": model.config, "state_dict": model.state_dict(), "record": record}, f)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[TSAV, dict]:
+    """(the TSAV saved by `save_model` at `path`, in eval mode; its record). CheckpointError for a file that is
+    not such a model, or one saved without a record."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several kinds for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a model file saved by the train stage ({type(e).__name__})") from None
+    if not isinstance(saved, dict) or not {"config", "state_dict"} <= set(saved):
+        raise CheckpointError(f"{path}: not a model file saved by the train stage")
+    if "record" not in saved:
+        raise CheckpointError(f"{path}: an old model file without the record of its preprocessing and training; "
+                              f"retrain it (`dvc repro train`) with this version of affect")
+    model = TSAV(**saved["config"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved["record"]
 
 
 def load_model(path: str | os.PathLike) -> TSAV:
-    """The TSAV saved by `save_model` at `path`, in eval mode."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = TSAV(**saved["config"])
-    model.load_state_dict(saved["state_dict"])
-    return model.eval()
+    """The TSAV saved by `save_model` at `path`, in eval mode (see `load_checkpoint`)."""
+    return load_checkpoint(path)[0]

@@ -4,8 +4,11 @@ import pytest
 import torch
 import torchvision
 
-from affect.model import TSAV, TSAV_AUS, init_model, load_kinetics, load_model, load_tsav, save_model
+from affect.pipeline import PREPROCESSING, disagreements, model_record
 from affect.schema import AUS
+from affect.tsav import (TSAV, TSAV_AUS, CheckpointError, init_model, load_checkpoint, load_kinetics, load_model,
+                         load_tsav, save_model)
+from tests.pipeline import params
 
 WIDTH = 0.125
 
@@ -133,8 +136,8 @@ def test_init_spec_errors(tmp_path):
 
 def test_save_and_load_rebuild_the_same_model(tmp_path, small):
     path = tmp_path / "student.pt"
-    save_model(small, path)
-    save_model(small, tmp_path / "again.pt")
+    save_model(small, path, model_record(params(), data="0" * 64))
+    save_model(small, tmp_path / "again.pt", model_record(params(), data="0" * 64))
     assert path.read_bytes() == (tmp_path / "again.pt").read_bytes()
     rebuilt = load_model(path)
     assert rebuilt.config == {"width": WIDTH, "n_mels": 64}
@@ -142,3 +145,28 @@ def test_save_and_load_rebuild_the_same_model(tmp_path, small):
     small.eval()
     for task, value in small(clip, mel).items():
         assert torch.equal(rebuilt(clip, mel)[task], value)
+
+
+def test_a_model_file_records_how_it_was_made(tmp_path, small):
+    """The record holds every preprocessing key (detector, landmark model, mask style, crop size, clip and
+    audio parameters), the model and train groups and the data fingerprint; `disagreements` names the keys a
+    params.yaml changes; a file saved without a record is refused in one line."""
+    changed = params({"mask": {"style": "tsav_lines"}, "clip": {"length": 4}, "align": {"detector": "scrfd_500m"},
+                      "train": {"lr": 0.001}})
+    path = tmp_path / "teacher.pt"
+    save_model(small, path, model_record(changed, data="ab" * 32))
+    _, record = load_checkpoint(path)
+    assert set(record) == {"preprocessing", "model", "train", "data"} and record["data"] == "ab" * 32
+    assert set(record["preprocessing"]) == set(PREPROCESSING)
+    assert {"align.detector", "landmarks.model", "mask.style", "align.crop_size", "clip.length", "clip.dilation",
+            "clip.anchor", "audio.sample_rate", "audio.n_mels", "audio.mean", "audio.std"} <= set(PREPROCESSING)
+    assert record["preprocessing"]["mask.style"] == "tsav_lines" and record["train"]["lr"] == 0.001
+    assert record["model"] == changed["model"]
+    assert disagreements(record, changed) == []
+    assert disagreements(record, params()) == ["align.detector: model 'scrfd_500m', params 'scrfd_2.5g'",
+                                               "mask.style: model 'tsav_lines', params 'regions'",
+                                               "clip.length: model 4, params 8"]
+    old = tmp_path / "old.pt"
+    torch.save({"config": small.config, "state_dict": small.state_dict()}, old)
+    with pytest.raises(CheckpointError, match=r"old.pt: an old model file without the record .*retrain it"):
+        load_model(old)
