@@ -68,6 +68,33 @@ def brighten(clip: torch.Tensor, amount: float, mean: Sequence[float], std: Sequ
     return torch.cat([(rgb - mean) / std, clip[:, 3:]], dim=1)
 
 
+def flip_shift(clip: torch.Tensor, flip: float, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Per clip of a batch (B, C, L, H, W): a horizontal mirror with probability `flip` and a translation by
+    up to `shift` pixels in x and y (the same for every frame of the clip; the uncovered border takes the
+    clip's corner value, black after normalisation). RGB and mask move together."""
+    n, size = clip.shape[0], clip.shape[-1]
+    mirror = torch.rand(n, generator=generator) < flip
+    moves = torch.randint(-shift, shift + 1, (n, 2), generator=generator) if shift > 0 else torch.zeros(n, 2, dtype=torch.long)
+    out = torch.where(mirror.to(clip.device).view(-1, 1, 1, 1, 1), clip.flip(-1), clip)
+    if shift > 0:
+        padded = torch.nn.functional.pad(out.flatten(1, 2), (shift,) * 4, mode="replicate").view(
+            *out.shape[:3], size + 2 * shift, size + 2 * shift)
+        out = torch.stack([padded[i, :, :, shift + int(dy):shift + int(dy) + size, shift + int(dx):shift + int(dx) + size]
+                           for i, (dx, dy) in enumerate(moves.tolist())])
+    return out
+
+
+def clip_augment(flip: float, shift: int, brightness: float) -> Callable[[dict, torch.Generator], dict]:
+    """The student's view of a batch of clips (a `student_input` for `affect.train.fit`): `flip_shift` and
+    random brightness. Expression, AU and VA labels do not change under a mirror or a small shift."""
+    def student_input(batch: dict, generator: torch.Generator) -> dict:
+        clip = flip_shift(batch["clip"], flip, shift, generator)
+        if brightness > 0:
+            clip = brighten(clip, brightness, CLIP_MEAN[:3], CLIP_STD[:3], generator)
+        return batch | {"clip": clip}
+    return student_input
+
+
 def clip_brightness(amount: float) -> Callable[[dict, torch.Generator], dict]:
     """The teacher's view of a batch of clips (a `teacher_input` for `affect.train.fit`): random brightness."""
     def teacher_input(batch: dict, generator: torch.Generator) -> dict:

@@ -67,13 +67,15 @@ class TrainConfig:
 
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
-    steps: int = 600                 # optimiser steps
-    lr: float = 5e-4                 # Adam
+    steps: int = 1000                # optimiser steps
+    lr: float = 1e-3                 # Adam, peak (paper: 5e-4)
+    lr_schedule: str = "cosine"      # constant (paper) | cosine (to 0 at the last step)
+    warmup: int = 50                 # steps of linear warm-up from 0 to lr
     ema: float = 0.99                # teacher EMA eta
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
-    consistency_rampup: int = 0      # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none
+    consistency_rampup: int = 250    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
     consistency_targets: str = "hard"  # hard | soft
-    eval_every: int = 200            # steps between validations and log entries
+    eval_every: int = 500            # steps between validations and log entries
     checkpoint_every: int = 100      # steps between checkpoints
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
@@ -82,8 +84,21 @@ class TrainConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"train.method {self.method!r}: expected one of {METHODS}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train.lr_schedule {self.lr_schedule!r}: expected constant or cosine")
         if self.consistency_targets not in ("hard", "soft"):
             raise ValueError(f"train.consistency_targets {self.consistency_targets!r}: expected hard or soft")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The learning rate of 0-based `step`: linear warm-up over `warmup` steps, then constant or a cosine
+    from `lr` down to 0 at the last step."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    if config.lr_schedule == "constant":
+        return config.lr
+    done = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return float(config.lr * 0.5 * (1 + np.cos(np.pi * min(done, 1.0))))
 
 
 def seed_step(seed: int, step: int, rank: int) -> torch.Generator:
@@ -152,14 +167,20 @@ def save_checkpoint(path: Path, config: TrainConfig, record: dict | None, progre
 
 def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, step: int,
                config: TrainConfig, teacher_input: Callable[[Batch, torch.Generator], Batch] | None,
-               device: torch.device, rank: int) -> tuple[dict[str, torch.Tensor], float]:
+               device: torch.device, rank: int,
+               student_input: Callable[[Batch, torch.Generator], Batch] | None = None
+               ) -> tuple[dict[str, torch.Tensor], float]:
     """One optimiser step of `model` (the student, or its DDP wrapper) and the teacher's EMA update; returns
-    the loss terms (and "loss") and the consistency weight used."""
+    the loss terms (and "loss") and the consistency weight used. The student sees `student_input` of the
+    batch (augmentation), the teacher `teacher_input` of the original batch."""
     batch = _to(batch, device)
     generator = seed_step(config.seed, step, rank)
     weight = consistency_weight(step, config.consistency_weight, config.consistency_rampup)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, config)
+    seen = student_input(batch, generator) if student_input else batch
     with autocast(device):
-        outputs = model(*[batch[name] for name in config.inputs])
+        outputs = model(*[seen[name] for name in config.inputs])
         terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch).items()}
         loss = sum(terms.values())
         if config.method == "mean_teacher":
@@ -198,6 +219,7 @@ def log_entry(progress: Progress, config: TrainConfig, weight: float, student: n
 
 def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: TrainConfig,
         teacher_input: Callable[[Batch, torch.Generator], Batch] | None = None,
+        student_input: Callable[[Batch, torch.Generator], Batch] | None = None,
         validate: Callable[[nn.Module], dict[str, float]] | None = None,
         on_log: Callable[[int, dict[str, float]], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -206,7 +228,8 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
     """Train `student` for `config.steps` steps; return (student, teacher).
 
     `batches(start)` yields the batches of steps start, start+1, ... (this rank's share under DDP).
-    `teacher_input(batch, generator)` gives the teacher's noisy view of the batch (default: the same batch).
+    `teacher_input(batch, generator)` gives the teacher's noisy view of the batch (default: the same batch),
+    `student_input(batch, generator)` the student's (augmentation; default: the same batch).
     `validate(model)` returns criteria, called every `eval_every` steps for the student and the teacher.
     `on_log(step, metrics)` receives the mean loss terms since the previous entry and the criteria
     (keys train/..., val/student/..., val/teacher/...); after a resume the entries logged before it are
@@ -230,7 +253,8 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     bar = tqdm(total=config.steps, initial=run.step, desc=config.method, disable=not progress or rank != 0)
     for step, batch in zip(range(run.step, config.steps), batches(run.step)):
-        terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank)
+        terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank,
+                                   student_input)
         run.add(terms)
         run.step = step + 1
         bar.update()

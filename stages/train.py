@@ -14,7 +14,7 @@ import torch.distributed as dist
 from dvclive import Live
 
 from affect.data import ClipDataset
-from affect.mean_teacher import clip_brightness
+from affect.mean_teacher import clip_augment, clip_brightness
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
 from affect.train import TrainConfig, clip_batches, fit, validation
@@ -54,7 +54,10 @@ def main() -> None:
             live.log_metric(name, value)
         live.next_step()
 
+    augmented = train.get("flip", 0.0) or train.get("shift", 0) or train.get("augment_brightness", 0.0)
+    augment = clip_augment(train.get("flip", 0.0), train.get("shift", 0), train.get("augment_brightness", 0.0))
     student, teacher = fit(student, batches, config, teacher_input=clip_brightness(train["brightness"]),
+                           student_input=augment if augmented else None,
                            validate=validate, on_log=log_to_dvclive if live else None,
                            checkpoint_dir=layout.checkpoints, device=device, record=record)
     if rank == 0:
