@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from affect.data import CLIP_MEAN, CLIP_STD
-from affect.mean_teacher import brighten, consistency_weight, ema_eta, ema_update, make_teacher
-from affect.train import TrainConfig, fit
+from affect.mean_teacher import brighten, clip_augment, consistency_weight, ema_eta, ema_update, flip_shift, make_teacher
+from affect.train import TrainConfig, fit, learning_rate
 
 
 class Tiny(nn.Module):
@@ -141,3 +141,30 @@ def test_consistency_weight_ramp():
     assert math.isclose(consistency_weight(0, 0.4, 100), 0.4 * math.exp(-5))
     assert math.isclose(consistency_weight(50, 0.4, 100), 0.4 * math.exp(-5 * 0.25))
     assert consistency_weight(100, 0.4, 100) == 0.4
+
+
+def test_flip_shift_moves_rgb_and_mask_together_and_is_seeded():
+    """Each clip is mirrored or not and shifted by at most `shift` px, every frame and channel alike; the same
+    generator seed gives the same batch."""
+    clip = torch.zeros(6, 4, 3, 16, 16)
+    clip[:, :, :, 5, 3] = 1.0                                   # one bright pixel at (y 5, x 3)
+    out = flip_shift(clip, 0.5, 2, torch.Generator().manual_seed(0))
+    mirrored = 0
+    for b in range(6):
+        ys, xs = torch.nonzero(out[b, 0, 0], as_tuple=True)
+        assert len(ys) == 1 and abs(int(ys[0]) - 5) <= 2
+        mirrored += abs(int(xs[0]) - 12) <= 2                   # the mirror of x 3 is x 12
+        assert all(torch.equal(out[b, c, k], out[b, 0, 0]) for c in range(4) for k in range(3))
+    assert 0 < mirrored < 6
+    assert torch.equal(out, flip_shift(clip, 0.5, 2, torch.Generator().manual_seed(0)))
+    assert torch.equal(flip_shift(clip, 0.0, 0, torch.Generator()), clip)
+    assert clip_augment(0.5, 2, 0.2)({"clip": clip}, torch.Generator().manual_seed(1))["clip"].shape == clip.shape
+
+
+def test_cosine_schedule_with_warm_up():
+    config = TrainConfig(steps=100, lr=1e-3, lr_schedule="cosine", warmup=10)
+    assert math.isclose(learning_rate(0, config), 1e-4)
+    assert math.isclose(learning_rate(9, config), 1e-3)
+    assert math.isclose(learning_rate(55, config), 5e-4)
+    assert learning_rate(99, config) < 1e-5
+    assert learning_rate(50, TrainConfig(lr=1e-3, lr_schedule="constant", warmup=0)) == 1e-3
