@@ -46,8 +46,16 @@ def side(layout: Layout, name: str, size: int, limit: int, seed: int) -> dict:
         rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
     tracks = dataset.track_names[dataset.sample_track[rows]]
     return {"x": features(dataset, size, rows), "expr": dataset.labels["expr"][rows],
-            "au": dataset.labels["au"][rows], "va": dataset.labels["va"][rows],
+            "au": dataset.labels["au"][rows], "va": dataset.labels["va"][rows], "track": tracks,
             "tracks": len(set(tracks)), "videos": len({video_of(t) for t in tracks}), "n": len(rows)}
+
+
+def subset(data: dict, fraction: float, seed: int) -> dict:
+    """`data` restricted to a seeded `fraction` of its tracks (each track is one apparent identity)."""
+    names = np.unique(data["track"])
+    keep = np.random.default_rng(seed).permutation(names)[:max(2, int(round(fraction * len(names))))]
+    rows = np.isin(data["track"], keep)
+    return {key: value[rows] for key, value in data.items() if isinstance(value, np.ndarray)}
 
 
 def probe(train: dict, val: dict) -> dict:
@@ -89,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=16, help="probe input side, pixels")
     parser.add_argument("--max", type=int, default=4000, help="most samples per side (a seeded subset)")
+    parser.add_argument("--track-fractions", type=float, nargs="*", default=[],
+                        help="also fit on these shares of the training tracks (3 seeds each): does more identities help?")
     args = parser.parse_args()
     layout = Layout()
     train, val = side(layout, "train", args.size, args.max, 0), side(layout, "val", args.size, args.max, 1)
@@ -97,6 +107,13 @@ def main() -> None:
     print("| task | probe train | probe val | trivial val | n train | n val |\n|---|---|---|---|---|---|")
     for task, row in probe(train, val).items():
         print(f"| {task} | {row['train']:.3f} | {row['val']:.3f} | {row['trivial']:.3f} | {row['n_train']} | {row['n_val']} |")
+    if args.track_fractions:
+        print("\n| share of training tracks | expr val | AU val | VA val |\n|---|---|---|---|")
+    for fraction in args.track_fractions:
+        runs = [probe(subset(train, fraction, seed), val) for seed in range(3)]
+        cells = [f"{np.mean([r[t]['val'] for r in runs]):.3f} ± {np.std([r[t]['val'] for r in runs], ddof=1):.3f}"
+                 for t in ("expr", "au", "va")]
+        print(f"| {fraction:g} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
