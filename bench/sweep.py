@@ -57,7 +57,8 @@ def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, .
 
 
 def experiments(show: list) -> list[dict]:
-    """Every experiment of `dvc exp show --json` output as {"name", "params", "metrics"} (committed rows too)."""
+    """Every finished experiment of `dvc exp show --json` output as {"name", "params", "metrics"} (committed
+    rows too); queued, running and failed ones are left out (a running one shows its baseline's metrics)."""
     rows = []
 
     def visit(entry: dict) -> None:
@@ -67,6 +68,9 @@ def experiments(show: list) -> list[dict]:
         metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
         rows.append({"name": name, "params": params, "metrics": metrics})
         for child in entry.get("experiments") or []:
+            state = ((child.get("executor") or {}).get("state")) or "success"
+            if state != "success":  # queued or running: its metrics are still its baseline's
+                continue
             for revision in child.get("revs") or []:
                 visit(revision)
 
