@@ -49,7 +49,7 @@ def draw_panel(panel: np.ndarray, track: str, found: bool, va: np.ndarray, expr_
     """One track's panel (H, PANEL_WIDTH, 3) for one frame, in place."""
     panel[:] = 30
     on = (235, 235, 235) if found else (120, 120, 120)
-    _text(panel, track[:34], (8, 18), 0.5)
+    _text(panel, track if len(track) <= 30 else "..." + track[-27:], (8, 18), 0.5)
     _text(panel, "face found" if found else "NO FACE: prediction from black frames", (8, 38), 0.42,
           (0, 220, 0) if found else (255, 80, 80))
     y = 62
@@ -110,6 +110,8 @@ def render_video(video: str | os.PathLike, info: VideoInfo, tracks: list[tuple[s
                     if found[i]:
                         x1, y1, x2, y2 = np.round(box[i]).astype(int)
                         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
+                        if len(rows) > 1:  # which panel is whose
+                            _text(canvas, name.rsplit("_", 1)[-1], (x1, max(y1 - 6, 12)), 0.5, BOX_COLOUR)
                         for x, y in np.round(kps[i]).astype(int):
                             cv2.circle(canvas, (int(x), int(y)), 2, BOX_COLOUR, -1)
                     draw_panel(panel, name, bool(found[i]), pred["va"][i], pred["expr_prob"][i], pred["au_prob"][i],
