@@ -10,7 +10,7 @@ Written per track (`<video>`, or `<video>_left` and `<video>_right`):
 - `OUT/{VA,EXPR,AU}/<track>.txt`: ABAW2 prediction files, one row per frame;
 - `OUT/table/<track>.parquet` (and `.csv` with `csv=True`): the per-frame table, TABLE_COLUMNS;
 - `OUT/timeline/<track>.png`: the timeline, stretches without a face shaded;
-- `OUT/render/<video>.mp4` with `render=True`: the video with the face box, keypoints and live bars
+- `OUT/render/<video>.mp4` with `render=True`: the video with the face box, keypoints, landmarks and live bars
   (`affect.render`);
 and per video `OUT/report/<video>.json`: frames decoded and announced, decoder errors, faces found per track.
 
@@ -51,10 +51,13 @@ from affect.data import ClipDataset
 from affect.detect import FaceDetector
 from affect.evaluate import track_predictions, write_predictions
 from affect.landmarks import model_folder
+from affect.mel import MelError
 from affect.models import ModelError, model_file
 from affect.pipeline import inference_device, infer, loader_options, preprocess_videos, recorded_params
+from affect.render import render_video
 from affect.schema import AUS, EXPRESSIONS, TASKS, Layout, track_name
 from affect.shards import atomic_path, read_arrow, read_shards, write_json, write_parquet
+from affect.split import SplitError
 from affect.video import VideoError, VideoInfo, iter_frames, probe
 
 log = logging.getLogger(__name__)
@@ -238,8 +241,14 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
 
     with tempfile.TemporaryDirectory(prefix="affect-predict-", dir=work_dir) as tmp:
         layout = Layout(Path(tmp), models_dir=models_dir)
-        preprocess_videos([v.path for v in accepted], {v.path.stem: v.tracks for v in accepted}, params, layout)
+        try:
+            preprocess_videos([v.path for v in accepted], {v.path.stem: v.tracks for v in accepted}, params, layout)
+        except (VideoError, SplitError, MelError) as e:  # a file that probes but fails to decode on the way
+            result.errors.append(f"cannot preprocess {', '.join(str(v.path) for v in accepted)}: {e}")
+            return result
         faces = read_shards(layout.faces(0)).drop_columns(["crop"])
+        if render:  # row for row with the faces
+            faces = faces.append_column("landmarks", read_shards(layout.landmarks(0)).column("landmarks"))
         audio = read_arrow(layout.split(0) / "audio.arrow").to_pylist()
         has_samples = {row["video"]: row["has_audio"] for row in audio}
         ready = []
@@ -271,11 +280,10 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
         for video in ready:
             result.written += write_video(video, faces, times, outputs, out_dir, csv)
             if render:
-                from affect.render import render_video
                 picture = out_dir / "render" / f"{video.path.stem}.mp4"
                 render_video(video.path, video.info, [
                     (track, faces_of(faces, track), track_predictions(outputs, track)) for track, _ in video.tracks],
-                    picture)
+                    picture, params["align"]["crop_size"], params["align"]["template"])
                 result.written.append(picture)
             result.seconds["video"] += video.info.duration
         result.seconds["write"] = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""A video to watch: the input with each track's face box and 5 keypoints drawn, and a panel per track beside it
+"""A video to watch: the input with each track's face box, 5 keypoints and 106 landmarks drawn, and a panel per track beside it
 with live valence/arousal, expression probabilities and AU probabilities, the original audio kept (MP4, H.264
 and AAC).
 
@@ -13,19 +13,20 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow as pa
 
-from affect.schema import AUS, EXPRESSIONS
+from affect.align import unalign_points
+from affect.schema import AUS, CROP_SIZE, EXPRESSIONS, N_LANDMARKS
 from affect.shards import atomic_path
 from affect.video import VideoInfo, iter_frames, tool
 
 PANEL_WIDTH = 300        # pixels per track
 MIN_HEIGHT = 440         # pixels: the panel's content needs this much
-BOX_COLOUR = (0, 255, 0)        # RGB, the face box and keypoints
+BOX_COLOUR = (0, 255, 0)        # RGB, the face box and its 5 keypoints
+LANDMARK_COLOUR = (255, 230, 0)  # RGB, the 106 landmarks (the masks are drawn from them)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -71,19 +72,23 @@ def draw_panel(panel: np.ndarray, track: str, found: bool, va: np.ndarray, expr_
         y += 16
 
 
-def _rows(faces: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rows(faces: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     found = faces.column("found").to_numpy(zero_copy_only=False)
     box = faces.column("box").combine_chunks().flatten().to_numpy().reshape(-1, 4)
     kps = faces.column("kps").combine_chunks().flatten().to_numpy().reshape(-1, 5, 2)
-    return found, box, kps
+    marks = (faces.column("landmarks").combine_chunks().flatten().to_numpy().reshape(-1, N_LANDMARKS, 2)
+             if "landmarks" in faces.column_names else None)
+    return found, box, kps, marks
 
 
 def render_video(video: str | os.PathLike, info: VideoInfo, tracks: list[tuple[str, pa.Table, dict]],
-                 path: str | os.PathLike) -> None:
+                 path: str | os.PathLike, crop_size: int = CROP_SIZE, template: str = "arcface") -> None:
     """Write the rendered MP4 of `video` to `path`, atomically.
 
     `info`: the video's probe; `tracks`: per track (name, its FACES rows in frame order (box and kps in frame
-    pixels), its predictions: "va" (N, 2), "expr_prob" (N, 7), "au_prob" (N, 12), "au" (N, 12)).
+    pixels), optionally with the LANDMARKS column "landmarks" (crop pixels of the `crop_size` crop aligned on
+    `template`: drawn back in the frame), its predictions: "va" (N, 2), "expr_prob" (N, 7), "au_prob" (N, 12),
+    "au" (N, 12)).
     """
     width, height = info.width, info.height
     canvas_w = width + PANEL_WIDTH * len(tracks)
@@ -106,8 +111,12 @@ def render_video(video: str | os.PathLike, info: VideoInfo, tracks: list[tuple[s
                     break
                 canvas[:] = 0
                 canvas[:height, :width] = frame
-                for t, (name, found, box, kps, pred) in enumerate(rows):
+                for t, (name, found, box, kps, marks, pred) in enumerate(rows):
                     if found[i]:
+                        if marks is not None and np.isfinite(marks[i]).all():
+                            points = unalign_points(marks[i], kps[i], crop_size, template)
+                            for x, y in np.round(points).astype(int):
+                                cv2.circle(canvas, (int(x), int(y)), 1, LANDMARK_COLOUR, -1)
                         x1, y1, x2, y2 = np.round(box[i]).astype(int)
                         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
                         if len(rows) > 1:  # which panel is whose

@@ -282,8 +282,8 @@ def face_leaves(tmp_path_factory, media) -> tuple[Path, np.ndarray]:
 
 def test_faceless_frames_are_flagged_everywhere(tmp_path, face_leaves, models_dir, checkpoint, monkeypatch):
     """The table flags the frames without a face, the timeline shades exactly those stretches, and the rendered
-    video has the same frames and duration, a green box where a face was found and none where it was not,
-    and the input's audio."""
+    video has the same frames and duration, a green box and yellow landmarks where a face was found and
+    neither where it was not, and the input's audio."""
     video, face = face_leaves
     shaded = []
     draw = plots.timeline
@@ -314,12 +314,14 @@ def test_faceless_frames_are_flagged_everywhere(tmp_path, face_leaves, models_di
     for i, frame in enumerate(iter_frames(rendered)):
         picture = frame[:source.height, :source.width].astype(int)
         green = (picture[..., 1] > 180) & (picture[..., 0] < 90) & (picture[..., 2] < 90)
+        yellow = (picture[..., 0] > 200) & (picture[..., 1] > 180) & (picture[..., 2] < 90)
         if face[i]:
             x1, y1, x2, y2 = np.round(box[i]).astype(int)
             edge = green[max(y1 - 2, 0):y1 + 3, x1:x2]  # the top side of the box
             assert edge.mean() > 0.5, f"frame {i}: no box drawn"
+            assert yellow[y1:y2, x1:x2].sum() > 100, f"frame {i}: no landmarks drawn in the box"
         else:
-            assert green.sum() == 0, f"frame {i}: a box drawn without a face"
+            assert green.sum() == 0 and yellow.sum() == 0, f"frame {i}: a box or landmarks drawn without a face"
 
 
 def test_shading_and_title(tmp_path, monkeypatch):
