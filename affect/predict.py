@@ -238,6 +238,13 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
             result.errors.append(str(e))
     if not accepted:
         return result
+    owners: dict[str, Path] = {}
+    for video in accepted:
+        for track, _ in video.tracks:
+            if track in owners:
+                raise SetupError(f"{owners[track]} and {video.path} both give a track named {track!r} (a two-person "
+                                 f"video's _left/_right): refused, rename one")
+            owners[track] = video.path
 
     with tempfile.TemporaryDirectory(prefix="affect-predict-", dir=work_dir) as tmp:
         layout = Layout(Path(tmp), models_dir=models_dir)

@@ -216,6 +216,20 @@ def test_same_name_from_two_folders_is_refused(tmp_path, speaker, models_dir, ch
     assert not out.exists()
 
 
+def test_track_names_that_collide_are_refused(tmp_path, media, speaker, models_dir, checkpoint, capsys,
+                                              monkeypatch):
+    """x.mp4 showing two people gives the track x_left, which the one person of x_left.mp4 gives too: refused
+    before preprocessing."""
+    monkeypatch.setattr(predict, "preprocess_videos", lambda *a, **k: pytest.fail("preprocessing started"))
+    pair, left = tmp_path / "x.mp4", tmp_path / "x_left.mp4"
+    pair.write_bytes((media / "two_person_grid_bbaf2n_swiz3n_sbs.mp4").read_bytes())
+    left.write_bytes(speaker.read_bytes())
+    out = tmp_path / "out"
+    assert run_cli(pair, left, "--checkpoint", checkpoint, "--out", out, "--models-dir", models_dir) == 2
+    one_line_error(capsys, f"{pair} and {left} both give a track named 'x_left'")
+    assert not out.exists()
+
+
 def test_errors_name_the_path_once(tmp_path, models_dir, checkpoint, capsys):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"this is not a video" * 100)
