@@ -419,3 +419,15 @@ def test_several_videos_share_one_model_load_and_one_stream(tmp_path, media, spe
         assert (tmp_path / "both" / folder / "other.txt").read_bytes() == \
                (tmp_path / "alone" / folder / "other.txt").read_bytes()
     check_files(tmp_path / "both", "speaker", 25)
+
+
+def test_landmarks_go_back_to_the_frame():
+    """unalign_points inverts the alignment: frame points taken into the crop by align_matrix come back."""
+    from affect.align import align_matrix, unalign_points
+    kps = np.array([[130.6, 154.1], [179.1, 152.9], [158.5, 183.1], [139.2, 211.0], [176.4, 209.9]])
+    points = np.random.default_rng(0).uniform(100, 250, (106, 2))
+    matrix = align_matrix(kps, 64)
+    in_crop = points @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(unalign_points(in_crop, kps, 64), points, atol=1e-9)
+    assert np.allclose(unalign_points(align_matrix(kps, 112)[:, :2] @ kps[0] + align_matrix(kps, 112)[:, 2], kps),
+                       kps[0], atol=1e-9)
