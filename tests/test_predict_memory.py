@@ -29,8 +29,9 @@ def peak_rss_mib(video: Path, checkpoint: Path, models_dir: Path, out: Path) -> 
 @pytest.mark.slow
 def test_peak_memory_stays_bounded_on_a_longer_video(tmp_path, media, models_dir):
     """A real 3 s clip looped to 15 s and to 60 s: four times the frames, audio and predictions, and the peak
-    resident memory differs by less than 80 MiB. Before the spectrogram was computed in chunks it differed by
-    157 MiB; what remains (about 42 MiB, BENCHMARKS.md) is mostly the align step's JPEG crops of the video."""
+    resident memory differs by less than 100 MiB. Before the spectrogram was computed in chunks it differed by
+    157 MiB; what remains (42 and 66 MiB in two runs, BENCHMARKS.md) is mostly the align step's JPEG crops of
+    the video."""
     checkpoint = tmp_path / "model.pt"
     torch.manual_seed(0)
     save_model(TSAV(width=0.125), checkpoint, model_record(params(), data=""))
@@ -40,4 +41,4 @@ def test_peak_memory_stays_bounded_on_a_longer_video(tmp_path, media, models_dir
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(media / "grid_lwbsza_h264.mp4"),
                         "-t", str(seconds), "-c", "copy", str(video)], check=True)
         peaks[seconds] = peak_rss_mib(video, checkpoint, models_dir, tmp_path / f"out{seconds}")
-    assert peaks[60] - peaks[15] < 80, peaks
+    assert peaks[60] - peaks[15] < 100, peaks
