@@ -54,6 +54,15 @@ def align_face(image_rgb: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE, te
     return warp_affine(image_rgb, align_matrix(kps, size, template), (size, size))
 
 
+def unalign_points(points: np.ndarray, kps: np.ndarray, size: int = CROP_SIZE, template: str = "arcface"
+                   ) -> np.ndarray:
+    """(K, 2) points of a `size` crop aligned on the 5 keypoints `kps`, back in the frame's pixels (the inverse
+    of `align_matrix`)."""
+    matrix = align_matrix(kps, size, template)
+    linear, shift = matrix[:, :2], matrix[:, 2]
+    return (np.asarray(points, np.float64).reshape(-1, 2) - shift) @ np.linalg.inv(linear).T
+
+
 def align_video(video_path: str | os.PathLike, pts: np.ndarray, tracks: list[tuple[str, str]],
                 detector: FaceDetector, jpeg_quality: int = 95, crop_size: int = CROP_SIZE,
                 template: str = "arcface", reacquire_s: float = 0.5, video: str | None = None) -> pa.Table:

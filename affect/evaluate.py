@@ -66,7 +66,7 @@ def track_predictions(outputs: dict[str, np.ndarray], track: str) -> dict[str, n
     rows = rows[np.argsort(outputs["frame"][rows], kind="stable")]
     if not np.array_equal(outputs["frame"][rows], np.arange(len(rows))):
         raise ValueError(f"{track}: predictions do not cover frames 0 .. {len(rows) - 1}")
-    return {key: outputs[key][rows] for key in ("expr", "au", "au_prob", "va")}
+    return {key: outputs[key][rows] for key in ("expr", "expr_prob", "au", "au_prob", "va")}
 
 
 def write_predictions(track: str, pred: dict[str, np.ndarray], tasks, folder: str | os.PathLike) -> list[Path]:

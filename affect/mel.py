@@ -20,6 +20,7 @@ import logging
 import os
 import wave
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -43,19 +44,38 @@ class MelError(ValueError):
     """A WAV file that cannot be turned into a mel spectrogram."""
 
 
-def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Mono 16-bit PCM WAV as float32 in [-1, 1]; MelError if it is not mono s16 at `sample_rate`."""
-    path = Path(path)
+CHUNK_COLUMNS = 1024  # spectrogram columns computed at a time: memory stays the same for any length of audio
+
+
+def _wav_reader(path: Path, sample_rate: int) -> tuple[int, Callable[[int, int], np.ndarray]]:
+    """(number of samples, read(start, stop) -> float64 samples [start, stop)) of a mono 16-bit PCM WAV;
+    MelError if it is not mono s16 at `sample_rate`."""
     try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            data = f.readframes(n)
+        f = wave.open(str(path), "rb")
+        channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
     except (OSError, EOFError, wave.Error) as e:
         raise MelError(f"{path}: not a readable WAV file ({e})") from None
     if channels != 1 or width != 2 or rate != sample_rate:
+        f.close()
         raise MelError(f"{path}: expected mono 16-bit PCM at {sample_rate} Hz, got {channels} channel(s), "
                        f"{8 * width}-bit, {rate} Hz (rerun the split stage with audio.sample_rate={sample_rate})")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+    def read(start: int, stop: int) -> np.ndarray:
+        try:
+            f.setpos(start)
+            data = f.readframes(stop - start)
+        except (OSError, EOFError, wave.Error) as e:
+            raise MelError(f"{path}: not a readable WAV file ({e})") from None
+        if len(data) != 2 * (stop - start):
+            raise MelError(f"{path}: truncated WAV file ({n} samples announced)")
+        return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
+    return n, read
+
+
+def read_wav(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Mono 16-bit PCM WAV as float32 in [-1, 1]; MelError if it is not mono s16 at `sample_rate`."""
+    n, read = _wav_reader(Path(path), sample_rate)
+    return read(0, n).astype(np.float32)
 
 
 def hop_seconds(params: dict) -> float:
@@ -63,36 +83,58 @@ def hop_seconds(params: dict) -> float:
     return params["hop_length"] / params["sample_rate"]
 
 
+def reflect_indices(start: int, stop: int, n: int) -> np.ndarray:
+    """Sample indices [start, stop) of a signal of n samples reflect-padded on both sides (torch's "reflect"
+    mode: index -1 is sample 1, index n is sample n - 2); needs stop - n < n and -start < n."""
+    j = np.arange(start, stop)
+    j = np.where(j < 0, -j, j)
+    return np.where(j >= n, 2 * (n - 1) - j, j)
+
+
 def mel_spectrogram(wav: str | os.PathLike | np.ndarray | torch.Tensor, params: dict) -> np.ndarray:
     """(n_mels, n_cols) float32 dB spectrogram of a WAV file or a mono waveform in [-1, 1].
 
     `params` is the `audio` group: sample_rate, n_fft, win_length, hop_length, n_mels, top_db.
     n_cols = n_samples // hop_length + 1; column c is centred at c * hop_length / sample_rate seconds.
-    The power spectrogram is torchaudio's, in float64; the mel projection (torchaudio's filter bank) and
-    the dB conversion (AmplitudeToDB's formula: 10 log10(max(power, AMIN)), floored at the peak minus
-    top_db) are done here in float64 numpy, and the result is rounded to multiples of DB_STEP. The FFT and
-    matrix kernels differ in the last bits between processors (and torch's float64 matmul loses precision
-    on some of its paths); at float64 that noise reaches the stored values with odds of about 1e-12 each.
+    The power spectrogram is torchaudio's (centred frames, reflect padding), in float64; the mel projection
+    (torchaudio's filter bank) and the dB conversion (AmplitudeToDB's formula: 10 log10(max(power, AMIN)),
+    floored at the peak minus top_db) are done here in float64 numpy, and the result is rounded to multiples
+    of DB_STEP. The FFT and matrix kernels differ in the last bits between processors (and torch's float64
+    matmul loses precision on some of its paths); at float64 that noise reaches the stored values with odds of
+    about 1e-12 each. The columns are computed CHUNK_COLUMNS at a time from the samples they need (a WAV file
+    is read chunk by chunk), so memory holds the dB values and one chunk, whatever the length of the audio.
     """
     if isinstance(wav, (str, os.PathLike)):
-        wav = read_wav(wav, params["sample_rate"])
-    waveform = torch.as_tensor(np.asarray(wav, dtype=np.float64)).reshape(1, -1)
-    if waveform.shape[1] <= params["n_fft"] // 2:
-        waveform = torch.nn.functional.pad(waveform, (0, params["n_fft"] // 2 + 1 - waveform.shape[1]))
+        n, read = _wav_reader(Path(wav), params["sample_rate"])
+    else:
+        waveform = np.asarray(wav, dtype=np.float64).reshape(-1)
+        n, read = len(waveform), lambda start, stop: waveform[start:stop]
+    n_fft, hop, half = params["n_fft"], params["hop_length"], params["n_fft"] // 2
+    if n <= half:  # too short to reflect: zero-padded first, as before
+        short = np.zeros(half + 1)
+        short[:n] = read(0, n)
+        n, read = half + 1, lambda start, stop: short[start:stop]
     spectrogram = torchaudio.transforms.Spectrogram(
-        n_fft=params["n_fft"], win_length=params["win_length"], hop_length=params["hop_length"],
-        window_fn=torch.hann_window, power=2.0, center=True, wkwargs={"dtype": torch.float64})
+        n_fft=n_fft, win_length=params["win_length"], hop_length=hop,
+        window_fn=torch.hann_window, power=2.0, center=False, wkwargs={"dtype": torch.float64})
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)     # the filter bank computed in float64, not rounded from float32
     try:
         filters = torchaudio.functional.melscale_fbanks(
-            n_freqs=params["n_fft"] // 2 + 1, f_min=0.0, f_max=params["sample_rate"] / 2, n_mels=params["n_mels"],
+            n_freqs=n_fft // 2 + 1, f_min=0.0, f_max=params["sample_rate"] / 2, n_mels=params["n_mels"],
             sample_rate=params["sample_rate"], norm=None, mel_scale="htk").numpy()
     finally:
         torch.set_default_dtype(default)
-    with torch.no_grad():
-        power = spectrogram(waveform)[0].numpy()
-    db = 10.0 * np.log10(np.maximum(filters.T @ power, AMIN))
+    n_cols = n // hop + 1
+    db = np.empty((params["n_mels"], n_cols), np.float64)
+    for c0 in range(0, n_cols, CHUNK_COLUMNS):
+        c1 = min(c0 + CHUNK_COLUMNS, n_cols)
+        index = reflect_indices(c0 * hop - half, (c1 - 1) * hop - half + n_fft, n)  # the frames' samples
+        lo = int(index.min())
+        samples = read(lo, int(index.max()) + 1)[index - lo]
+        with torch.no_grad():
+            power = spectrogram(torch.from_numpy(np.ascontiguousarray(samples)).reshape(1, -1))[0].numpy()
+        db[:, c0:c1] = 10.0 * np.log10(np.maximum(filters.T @ power, AMIN))
     db = np.maximum(db, db.max() - params["top_db"])
     return on_grid(db, DB_STEP).astype(np.float32)
 

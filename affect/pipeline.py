@@ -74,9 +74,16 @@ def preprocess(part: int, params: dict, layout: Layout) -> None:
 
 
 def preprocess_video(video: Path, tracks: list[tuple[str, str]], params: dict, layout: Layout) -> None:
-    """`video` with its `tracks` [(track, person)] as the one-video dataset of part 0 of `layout`: indexed by
-    the index stage's own code (no annotations), then preprocessed."""
-    index = index_videos({video.stem: video.resolve()}, {video.stem: tracks}, {task: {} for task in TASKS},
+    """`video` with its `tracks` [(track, person)] as the one-video dataset of part 0 of `layout`
+    (`preprocess_videos`)."""
+    preprocess_videos([video], {video.stem: tracks}, params, layout)
+
+
+def preprocess_videos(videos: list[Path], tracks: dict[str, list[tuple[str, str]]], params: dict,
+                      layout: Layout) -> None:
+    """`videos` (distinct names) with their `tracks` (video name -> [(track, person)]) as the dataset of part 0
+    of `layout`: indexed by the index stage's own code (no annotations), then preprocessed."""
+    index = index_videos({video.stem: video.resolve() for video in videos}, tracks, {task: {} for task in TASKS},
                          n_parts=1, jobs=1)
     write_index(index, layout.index)
     preprocess(0, params, layout)

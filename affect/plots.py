@@ -5,7 +5,8 @@
 - per-AU F1: CSV `au,f1`, for DVC's `bar_horizontal` template;
 - valence and arousal: CSV `actual,predicted` per dimension for DVC's `scatter` template, and a 2-D histogram PNG;
 - timeline PNG of one track: valence and arousal over time against the labels, an expression strip
-  (predicted above labelled) and an AU heat map (per AU: predicted probability above, label below, grey = unlabelled).
+  (predicted above labelled) and an AU heat map (per AU: predicted probability above, label below, grey = unlabelled),
+  the stretches without a face shaded.
 PNGs carry no metadata, so the same data gives the same bytes.
 """
 
@@ -20,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager, ft2font  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 from affect.schema import AUS, EXPRESSIONS  # noqa: E402
@@ -82,26 +84,50 @@ def va_histogram(true: np.ndarray, pred: np.ndarray, path: str | os.PathLike, bi
     _save(fig, path)
 
 
-def timeline(track: str, times: np.ndarray, pred: dict, true: dict, path: str | os.PathLike) -> None:
+def drawable(text: str) -> str:
+    """`text` with every character the default font has no glyph for written as a \\uXXXX escape (matplotlib
+    would draw an empty box and warn)."""
+    font = ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties()))
+    return "".join(c if c.isascii() or font.get_char_index(ord(c)) else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[(start, end)) index ranges of the runs of True in a (N,) bool array."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags, np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def timeline(track: str, times: np.ndarray, pred: dict, true: dict, path: str | os.PathLike,
+             face: np.ndarray | None = None) -> None:
     """PNG timeline of one track.
 
     `times` (N,) seconds from the first frame;
     `pred`: "va" (N, 2), "expr" (N,) classes, "au" (N, 12) probabilities;
-    `true` (optional keys, same shapes, unlabelled = NaN / -1): the labels drawn against the predictions.
+    `true` (optional keys, same shapes, unlabelled = NaN / -1): the labels drawn against the predictions;
+    `face` (N,) bool, optional: frames where a face was found; the stretches without one are shaded (hatched)
+    in every panel. Frame i covers [times[i], times[i + 1]) (the last one a median frame interval), so a video of
+    one frame still fills the picture (valence and arousal drawn as steps).
     """
     times = np.asarray(times, np.float64)
     n = len(times)
-    span = (times[0], times[-1] if n > 1 else times[0] + 1)
+    step = float(np.median(np.diff(times))) if n > 1 else 0.04
+    ends = np.append(times[1:], times[-1] + step)
+    span = (times[0], ends[-1])
     fig, axes = plt.subplots(4, 1, figsize=(12, 8), sharex=True,
                              gridspec_kw={"height_ratios": [2, 2, 0.8, 2.4]})
+    edges = np.append(times, span[1])
     for k, name in enumerate(("valence", "arousal")):
         ax = axes[k]
         if "va" in true:
-            ax.plot(times, np.asarray(true["va"], np.float64)[:, k], color="black", linewidth=1.2, label="label")
-        ax.plot(times, np.asarray(pred["va"])[:, k], color="tab:blue", linewidth=1.0, label="predicted")
+            values = np.asarray(true["va"], np.float64)[:, k]
+            ax.plot(edges, np.append(values, values[-1]), drawstyle="steps-post", color="black", linewidth=1.2,
+                    label="label")
+        values = np.asarray(pred["va"], np.float64)[:, k]
+        ax.plot(edges, np.append(values, values[-1]), drawstyle="steps-post", color="tab:blue", linewidth=1.0,
+                label="predicted")
         ax.set(ylim=(-1.05, 1.05), ylabel=f"{name} (-1..1)")
         ax.axhline(0, color="grey", linewidth=0.5)
-        ax.legend(loc="upper right", fontsize=8)
     cmap = ListedColormap(["white", *EXPRESSION_COLOURS])
     norm = BoundaryNorm(np.arange(-1.5, len(EXPRESSIONS)), cmap.N)
     strip = [np.asarray(pred["expr"])] + ([np.asarray(true["expr"])] if "expr" in true else [])
@@ -126,7 +152,18 @@ def timeline(track: str, times: np.ndarray, pred: dict, true: dict, path: str | 
         axes[3].axhline(k - 0.5, color="white", linewidth=0.6)
     axes[3].set_yticks(range(len(AUS)), [f"{au} p/l" if len(rows) == 2 else au for au in AUS], fontsize=7)
     axes[3].set_xlabel("time (s)")
-    axes[0].set_title(f"{track}: predictions against labels (p: predicted, l: label)" if len(rows) == 2
-                      else f"{track}: predictions")
+    axes[3].set_xlim(*span)
+    if face is not None:
+        for i, (start, end) in enumerate(runs(~np.asarray(face, bool))):
+            for ax in axes:
+                ax.axvspan(times[start], ends[end - 1], facecolor="#bdbdbd", edgecolor="#636363", hatch="//",
+                           alpha=0.5, linewidth=0, zorder=3, label="no face" if i == 0 and ax in axes[:2] else None)
+    for ax in axes[:2]:
+        ax.legend(loc="upper right", fontsize=8)
+    labelled = bool(true)
+    axes[0].set_title(drawable(f"{track}: predictions against labels (p: predicted, l: label)" if labelled
+                               else f"{track}: predictions")
+                      + ("" if face is None else f"; face found in {int(np.sum(face))} of {n} frames"
+                         + (" (shaded: no face)" if not np.all(face) else "")))
     fig.tight_layout()
     _save(fig, path)
