@@ -174,7 +174,7 @@ def align_part(part: int, params: dict, layout: Layout) -> dict:
     report: dict = {"tracks": {}, "skipped": skipped}
     with ShardWriter(out_dir, FACES, p["shard_rows"]) as writer:
         results = run_units(align_one, units, p["jobs"], f"align part {part}", _init_worker,
-                            (detector, p["det_size"], p["det_threshold"], options))
+                            (detector, p["det_size"], p["det_threshold"], options), params.get("executor"))
         for (table, error), (video, path, _, _) in zip(results, units):
             if table is None:
                 if p["on_error"] == "fail":

@@ -131,7 +131,7 @@ def landmarks_part(part: int, params: dict, layout: Layout) -> list[Path]:
     p = params["landmarks"]
     model = model_file(model_folder(p["model"]), "landmarks", layout.models)
     written = map_shards(landmarks_one, layout.faces(part), layout.landmarks(part), p["jobs"],
-                         f"landmarks part {part}", _init_worker, (str(model),))
+                         f"landmarks part {part}", _init_worker, (str(model),), params.get("executor"))
     gallery(read_shards(layout.faces(part)), read_shards(layout.landmarks(part)),
             path=layout.gallery("landmarks", part))
     return written
