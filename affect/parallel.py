@@ -12,7 +12,8 @@ fails with on_error "fail") is raised here as it is locally, and results come ba
 driver writes the same bytes as with the local pool. The cluster's workers get this `affect` package from the
 driver (Ray's runtime_env py_modules) and run in the driver's working directory: every node must see the
 project's files at the same path (one machine, or a shared filesystem such as NFS). A worker builds its
-per-process state once (`initializer`), as a pool process does. At most two units per cluster CPU: `jobs` is the local pool's) are in flight at once, so the driver holds a bounded number of results.
+per-process state once (`initializer`), as a pool process does. At most two units per cluster CPU are in
+flight at once (`jobs` is the local pool's), so the driver holds a bounded number of results.
 
 Start method `spawn`: each worker is a fresh interpreter that builds its own state (an ONNX Runtime session,
 a thread setting) in `initializer`. Forking a process whose cv2 or ONNX Runtime thread pools are running can
