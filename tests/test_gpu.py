@@ -2,7 +2,8 @@
 
 Where this ONNX Runtime has a CUDA provider (onnxruntime-gpu on a machine with an NVIDIA GPU) the detector and
 the landmark model run on both providers, on real photographs, and must agree within TOLERANCE_PX; elsewhere
-that test is skipped, saying why. The choice of providers itself is tested everywhere.
+that test is skipped, saying why. The choice of providers itself is tested everywhere, and so is the
+training step's channels-last 3D path (on the CPU).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 from affect.detect import FaceDetector
 from affect.images import decode_image
 from affect.landmarks import LandmarkModel
 from affect.models import ModelError, execution_providers, model_file
+from affect.train import TrainConfig, fit
+from affect.tsav import TSAV
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 NO_CUDA = ("ONNX Runtime has no CUDAExecutionProvider here (needs an NVIDIA GPU and onnxruntime-gpu in place of "
@@ -65,3 +69,28 @@ def test_auto_runs_the_comparison_on_what_is_here(media, models_dir):
         for got, want in zip(auto, faces(media, models_dir, "cpu")):
             for a, b in zip(got, want):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_channels_last_training_gives_the_same_weights_on_the_cpu():
+    """The channels-last 3D path of `fit` (params.yaml gpu.channels_last, used on CUDA) run on the CPU: the same
+    weights as the default layout, up to float rounding: Adam turns a rounding difference in a near-zero
+    gradient into as much as one step of lr, so two steps may differ by 2 lr (1e-3; a weight scrambled by a
+    wrong layout differs by its own size, ~0.1)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = {"clip": torch.randn(4, 4, 4, 32, 32, generator=generator),
+             "mel": torch.randn(4, 1, 64, 51, generator=generator),
+             "expr": torch.tensor([0, 3, -1, -1]), "au": torch.cat([torch.ones(2, 12), -torch.ones(2, 12)]),
+             "va": torch.tensor([[0.1, -0.2], [0.5, 0.3], [float("nan")] * 2, [float("nan")] * 2]),
+             "unlabelled": torch.tensor([[False] * 3, [False] * 3, [True] * 3, [True] * 3])}
+    config = TrainConfig(method="mean_teacher", steps=2, eval_every=10**9, checkpoint_every=10**9)
+    weights = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        student, teacher = fit(TSAV(width=0.125), lambda start: (batch for _ in range(start, 2)), config,
+                               progress=False, channels_last=channels_last)
+        weights.append((student.state_dict(), teacher.state_dict()))
+    assert any(p.is_contiguous(memory_format=torch.channels_last_3d) and not p.is_contiguous()
+               for p in student.parameters() if p.dim() == 5)
+    for plain, last in zip(*weights):
+        for key, value in plain.items():
+            torch.testing.assert_close(last[key], value, rtol=0, atol=2 * config.lr, msg=lambda m: f"{key}: {m}")
