@@ -130,10 +130,10 @@ def training(params: dict) -> list[str]:
 def demo_layout(folder: Path, models: Path, params: dict) -> Layout:
     """A small demo preprocessed at TSAV's 112 px, labelled and partitioned."""
     root, layout = folder / "demo", Layout(folder / "data", models)
-    generate(root, n_videos=6, seconds=(3, 4))
-    write_index(build_index(root, 1, jobs=0), layout.index)
+    generate(root, n_videos=3 if SMOKE else 6, seconds=(2, 3) if SMOKE else (3, 4), jobs=1 if SMOKE else 0)
+    write_index(build_index(root, 1, jobs=1), layout.index)
     preprocess(0, params | {"dataset": {"root": str(root)}}, layout)
-    index = build_index(root, 1, jobs=0)
+    index = build_index(root, 1, jobs=1)
     labels = build_labels(index.tracks, find_annotations(root))
     write_parquet(labels, layout.labels)
     write_parquet(partition(labels, "by_video", 0.8, 0), layout.partition)
@@ -200,7 +200,7 @@ def table(header: str, rows: list[str]) -> None:
 
 def main() -> None:
     params = load_params()
-    params["align"] = params["align"] | {"crop_size": 112, "jobs": 0}
+    params["align"] = params["align"] | {"crop_size": 112, "jobs": 1 if SMOKE else 0}
     device = torch.cuda.get_device_name() if GPU else "no GPU: smoke run on the CPU, not GPU figures"
     print(f"{device}; torch {torch.__version__}; TSAV width {WIDTH}, batch {BATCH}, {STEPS} timed steps\n")
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,8 @@ def main() -> None:
     if parts != list(range(len(parts))):
         raise SystemExit(f"params.yaml: parts must list 0 .. n-1, got {parts}")
     dataset = params["dataset"]
-    index = build_index(dataset["root"], len(parts), jobs=params["index"]["jobs"], unlabelled=dataset["unlabelled"])
+    index = build_index(dataset["root"], len(parts), jobs=params["index"]["jobs"],
+                        unlabelled=dataset.get("unlabelled"))  # absent: no unlabelled corpora
     write_index(index, Layout().index)
     print(f"{Layout().index}: {index.videos.num_rows} videos, {index.tracks.num_rows} tracks, {len(parts)} parts")
 
