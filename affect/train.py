@@ -67,13 +67,13 @@ class TrainConfig:
 
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
-    steps: int = 600                 # optimiser steps
+    steps: int = 1000                # optimiser steps
     lr: float = 5e-4                 # Adam
     ema: float = 0.99                # teacher EMA eta
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
-    consistency_rampup: int = 0      # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none
+    consistency_rampup: int = 250    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none
     consistency_targets: str = "hard"  # hard | soft
-    eval_every: int = 200            # steps between validations and log entries
+    eval_every: int = 500            # steps between validations and log entries
     checkpoint_every: int = 100      # steps between checkpoints
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model

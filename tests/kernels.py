@@ -49,7 +49,7 @@ def apply(config: dict) -> None:
     import cv2
     import onnxruntime as ort
 
-    import affect.parallel
+    import affect.models
 
     if config.get("ffmpeg_cpuflags"):   # ffmpeg and ffprobe as they run on a processor with only these flags
         import shutil
@@ -64,7 +64,7 @@ def apply(config: dict) -> None:
     level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[config.get("ort_optimization", "all")]
-    make_session = affect.parallel.ort_session
+    make_session = affect.models.ort_session
 
     def ort_session(model_path, threads_asked=1):
         session = make_session(model_path, threads)
@@ -87,30 +87,24 @@ def digests(root: Path) -> dict[str, str]:
 
 
 def run(config_name: str, out: Path, models_dir: Path) -> dict[str, str]:
-    """Generate the small demo and preprocess it (split, align, landmarks, masks, mel) under `out`."""
+    """Generate the small demo and preprocess it (split, align, landmarks, masks, mel: the pipeline's own
+    steps, one process each) under `out`."""
     apply(CONFIGS[config_name])
     from affect import synth
-    from affect.align import align_part
     from affect.index import build_index, write_index
-    from affect.landmarks import landmarks_part
-    from affect.mask import masks_part
-    from affect.mel import mel_part
-    from affect.models import model_file
-    from affect.split import split_part
+    from affect.pipeline import preprocess
+    from affect.schema import Layout
+    from tests.pipeline import params
 
     os.chdir(out)              # relative paths: the index records them, and runs in other folders must agree
-    out, models_dir = Path("."), Path(models_dir).resolve()
-    raw = Path("raw")
+    raw, layout = Path("raw"), Layout(Path("."), Path(models_dir).resolve())
     synth.generate(raw, **SMALL_DEMO, jobs=1)
-    write_index(build_index(raw, 1, jobs=1), out / "index")
-    part = out / "index" / "parts" / "part-0.json"
-    split_part(part, out / "split", AUDIO["sample_rate"], jobs=1)
-    align_part(part, out / "split" / "frames.arrow", model_file("scrfd_2.5g", "det", models_dir), out / "faces",
-               root=raw, jobs=1)
-    landmarks_part(out / "faces", model_file("pfld106", "landmarks", models_dir), out / "landmarks", jobs=1)
-    masks_part(out / "landmarks", out / "masks", jobs=1)
-    mel_part(out / "split", out / "mel" / "mel.arrow", AUDIO)
-    return digests(out)
+    write_index(build_index(raw, 1, jobs=1), layout.index)
+    jobs = {"jobs": 1}
+    preprocess(0, params({"dataset": {"root": str(raw)}, "audio": AUDIO, "split": jobs, "mel": jobs,
+                          "align": {"detector": "scrfd_2.5g", **jobs}, "landmarks": {"model": "pfld106", **jobs},
+                          "mask": jobs}), layout)
+    return digests(Path("."))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ TINY = {
     "model": {"width": 0.125},
     "train": {"steps": 12, "batch_size": 4, "eval_every": 6, "checkpoint_every": 6},
 }
-# Small and fast preprocessing for the tests' own trees: the smallest detector at a small input, one process.
-FAST = {"align": {"detector": "scrfd_500m", "det_size": 320, "jobs": 1}, "split": {"jobs": 1},
+# Small and fast preprocessing for the tests' own trees: the smallest detector at a small input, one process,
+# and TSAV's 112 px crops (the ArcFace template's own size; params.yaml's 64 is the demo's CPU setting).
+FAST = {"align": {"detector": "scrfd_500m", "det_size": 320, "crop_size": 112, "jobs": 1}, "split": {"jobs": 1},
         "landmarks": {"jobs": 1}, "mask": {"jobs": 1}, "mel": {"jobs": 1}}
 
 
