@@ -38,7 +38,7 @@ from stages import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE = {"num_cpus": 1, "object_store_memory": 100 * 1024**2}
-RUNS = 2  # timed runs of each variant; the least wall time counts (the machine is shared)
+RUNS = 1  # timed runs of each variant (more: the least wall time counts)
 
 # Projection assumptions (stated in BENCHMARKS.md with the table).
 CORES = 16                        # cores per node
