@@ -80,13 +80,14 @@ def projection(cpu_per_frame: dict[str, float], ray_per_frame: float) -> list[st
     total = sum(cpu_per_frame.values()) * RESOLUTION + ray_per_frame
     onnx = sum(cpu_per_frame[s] * share for s, share in ONNX_SHARE.items()) * RESOLUTION
     per_video = (cpu_per_frame["split_part"] + cpu_per_frame["align_part"] + cpu_per_frame["mel_part"]) * RESOLUTION
+    per_video_gpu = per_video - cpu_per_frame["align_part"] * ONNX_SHARE["align_part"] * RESOLUTION
     rows = []
     for name, (videos, frames, longest) in {"Aff-Wild2": AFFWILD2, "100k-video corpus": CORPUS}.items():
         for nodes in (1, 8, 64):
             cores = nodes * CORES
             cpu_only = max(frames * total / cores, longest * per_video)
             gpu_node = max(frames / nodes * (total - onnx) / CORES, frames / nodes / GPU_FRAMES_S)
-            with_gpu = max(gpu_node, longest * (per_video - onnx * ONNX_SHARE["align_part"]))
+            with_gpu = max(gpu_node, longest * max(per_video_gpu, 1 / GPU_FRAMES_S))
             rows.append(f"| {name} | {videos:,} | {frames / 1e6:.1f}M | {nodes} | {cores} "
                         f"| {cpu_only / 3600:.1f} | {with_gpu / 3600:.1f} |")
     return rows
