@@ -129,8 +129,8 @@ def align_video(video_path: str | os.PathLike, pts: np.ndarray, tracks: list[tup
 _worker: dict = {}
 
 
-def _init_worker(detector_path: str, det_size: int, threshold: float, options: dict) -> None:
-    _worker["detector"] = FaceDetector(detector_path, det_size, threshold, threads=1)
+def _init_worker(detector_path: str, det_size: int, threshold: float, options: dict, providers: str = "cpu") -> None:
+    _worker["detector"] = FaceDetector(detector_path, det_size, threshold, threads=1, providers=providers)
     _worker["options"] = options
 
 
@@ -154,11 +154,12 @@ def align_part(part: int, params: dict, layout: Layout) -> dict:
     `layout.faces(part)` (+ `report.json`) and the QA gallery `layout.gallery("faces", part)`; returns the report.
 
     Params: the `align` group (detector, det_size, det_threshold, template, crop_size, jpeg_quality,
-    reacquire_s, shard_rows, on_error, jobs) and dataset.root (where relative video paths start).
+    reacquire_s, shard_rows, on_error, jobs), dataset.root (where relative video paths start) and executor
+    (backend, address, providers: `affect.parallel.run_units`, `affect.models.ort_session`).
     The report gives, per track, the frames and the count of each reason a face is missing (`truncated`
     counts the frames a truncated file lost), and the videos skipped with why.
     """
-    p = params["align"]
+    p, executor = params["align"], params.get("executor") or {}
     if p["on_error"] not in ("fail", "skip"):
         raise ValueError(f"align.on_error must be fail or skip, not {p['on_error']!r}")
     frames_path, out_dir = layout.frames(part), layout.faces(part)
@@ -183,7 +184,8 @@ def align_part(part: int, params: dict, layout: Layout) -> dict:
     report: dict = {"tracks": {}, "skipped": skipped}
     with ShardWriter(out_dir, FACES, p["shard_rows"]) as writer:
         results = run_units(align_one, units, p["jobs"], f"align part {part}", _init_worker,
-                            (detector, p["det_size"], p["det_threshold"], options))
+                            (detector, p["det_size"], p["det_threshold"], options,
+                             executor.get("providers", "cpu")), executor)
         for (table, error), (video, path, _, _) in zip(results, units):
             if table is None:
                 if p["on_error"] == "fail":

@@ -24,6 +24,7 @@ def input_size(width: int, height: int, det_size: int) -> tuple[int, int]:
 
 class FaceDetector:
     """SCRFD on RGB frames: `detect(image)` -> boxes (N,5) x1,y1,x2,y2,score and keypoints (N,5,2), best first.
+    `providers`: cpu | cuda | auto (`affect.models.execution_providers`).
 
     Positions are put on a POINT_STEP grid and scores on SCORE_STEP (`affect.exact`): ONNX Runtime's
     kernels differ in the last bits between processors, and the grid keeps that noise out of the crops and
@@ -31,13 +32,13 @@ class FaceDetector:
     """
 
     def __init__(self, model_path: str | os.PathLike, det_size: int = 640, threshold: float = 0.5,
-                 threads: int = 1):
+                 threads: int = 1, providers: str = "cpu"):
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: detector model not found")
         self.det_size = det_size
         self.threshold = threshold
-        self.model = SCRFD(model_file=str(path), session=ort_session(path, threads))
+        self.model = SCRFD(model_file=str(path), session=ort_session(path, threads, providers))
         self.model.prepare(-1, det_thresh=threshold, nms_thresh=0.4)
 
     def detect(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

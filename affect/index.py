@@ -14,6 +14,14 @@ Tracks come from annotation file names (`annotations/{VA,EXPR,AU}_Set/{Train,Val
 - a video with no annotation in any task is one `main` track named after it, unlabelled;
 - an annotation whose video is missing is an error naming the file; so is a track found in both the
   Train_Set and the Validation_Set of one task.
+
+Unlabelled corpora (`find_corpora`): each subfolder of the `unlabelled` folder (params.yaml
+dataset.unlabelled) is a corpus of face videos without annotations (interviews, talk shows, VoxCeleb-like
+collections), found recursively. A corpus video is named by its corpus and its path in it, joined by
+CORPUS_MARK (`vox/id10001/00001.mp4` -> `vox~id10001~00001`), and is one `main` track, unlabelled for every
+task: it joins every task's unlabelled pool on the training side (affect.partition) and goes through the
+same per-part stages as the tree's videos, by the same stable part hash, so adding a corpus reruns only the
+parts its videos land in. ABAW2 video names may not contain CORPUS_MARK.
 Every annotation file is read and validated (`affect.annotations`). Row counts that differ from the decoded
 frame count are reconciled (extra rows dropped, missing rows unlabelled, never shifted) and reported per
 track. A truncated or damaged video keeps the frames that decode and is reported; a video without audio is
@@ -29,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +45,8 @@ import pyarrow as pa
 
 from affect.annotations import read_annotation, reconcile
 from affect.parallel import run_units
-from affect.schema import PAIR, SETS, TASK_FOLDERS, TASKS, TRACKS, VIDEOS, split_track, track_name, write_part
+from affect.schema import (CORPUS_MARK, PAIR, SETS, TASK_FOLDERS, TASKS, TRACKS, VIDEOS, corpus_of, split_track,
+                           track_name, write_part)
 from affect.shards import sha256_of, write_json, write_parquet
 from affect.video import VideoInfo, probe
 
@@ -93,7 +103,30 @@ def find_videos(root: str | os.PathLike) -> tuple[dict[str, Path], list[Path]]:
             if path.stem in videos:
                 raise DatasetError(f"two videos named {path.stem}: {videos[path.stem]} and {path}; "
                                    f"video names (file stems) must be unique, remove or rename one")
+            if CORPUS_MARK in path.stem:
+                raise DatasetError(f"{path}: {CORPUS_MARK!r} in a video name marks unlabelled corpora; rename it")
             videos[path.stem] = path
+    return dict(sorted(videos.items())), ignored
+
+
+def find_corpora(folder: str | os.PathLike | None) -> tuple[dict[str, Path], list[Path]]:
+    """Videos of the unlabelled corpora under `folder` (each subfolder one corpus; see the module docstring):
+    name -> path (sorted), and the other files found (ignored). No folder, or an empty one: nothing."""
+    videos: dict[str, Path] = {}
+    ignored: list[Path] = []
+    if not folder or not Path(folder).is_dir():
+        return videos, ignored
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(folder).parts):
+            continue
+        relative = path.relative_to(folder).with_suffix("")
+        if path.suffix.lower() not in VIDEO_SUFFIXES or len(relative.parts) < 2:
+            ignored.append(path)  # not a video, or a file beside the corpora rather than in one
+            continue
+        name = CORPUS_MARK.join(relative.parts)
+        if name in videos:
+            raise DatasetError(f"two videos named {name}: {videos[name]} and {path}; keep one")
+        videos[name] = path
     return dict(sorted(videos.items())), ignored
 
 
@@ -161,8 +194,10 @@ def _video_notes(info: VideoInfo) -> list[str]:
     return notes
 
 
-def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
-    """Find, validate, probe and assign every video and track of the ABAW2 tree at `root`."""
+def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0, unlabelled: str | os.PathLike | None = None
+                ) -> Index:
+    """Find, validate, probe and assign every video and track of the ABAW2 tree at `root`, and of the
+    unlabelled corpora under `unlabelled` (`find_corpora`)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root is not a folder")
@@ -171,7 +206,11 @@ def build_index(root: str | os.PathLike, n_parts: int, jobs: int = 0) -> Index:
     videos, ignored = find_videos(root)
     annotations = find_annotations(root)
     tracks, track_notes = assign_tracks(list(videos), annotations)
-    return index_videos(videos, tracks, annotations, n_parts, jobs, root=root, ignored=ignored, notes=track_notes)
+    corpora, ignored_there = find_corpora(unlabelled)
+    for video in corpora:
+        tracks[video] = [(video, "main")]
+    return index_videos(videos | corpora, tracks, annotations, n_parts, jobs, root=root,
+                        ignored=ignored + ignored_there, notes=track_notes)
 
 
 def index_videos(videos: dict[str, Path], tracks: dict[str, list[tuple[str, str]]],
@@ -220,6 +259,8 @@ def index_videos(videos: dict[str, Path], tracks: dict[str, list[tuple[str, str]
         "counts": {"videos": len(video_rows), "tracks": len(track_rows),
                    "unlabelled_tracks": sum(not any(r[f"{t}_labelled"] for t in TASKS) for r in track_rows),
                    "ignored_files": len(ignored)},
+        **({"corpora": dict(sorted(Counter(corpus_of(v) for v in videos if corpus_of(v)).items()))}
+           if any(corpus_of(v) for v in videos) else {}),
         "videos": video_notes,
         "tracks": dict(sorted(track_notes.items())),
         "ignored_files": [p.as_posix() for p in ignored],

@@ -38,11 +38,11 @@ MODELS = {"pfld106": "pfld106", "2d106det": "buffalo_l"}
 class LandmarkModel:
     """A 106-point landmark ONNX model: `predict(crop)` on an aligned crop, `predict_in_box(image, box)` on a frame."""
 
-    def __init__(self, model_path: str | os.PathLike, threads: int = 1):
+    def __init__(self, model_path: str | os.PathLike, threads: int = 1, providers: str = "cpu"):
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: landmark model not found")
-        self.session = ort_session(path, threads)
+        self.session = ort_session(path, threads, providers)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.side = int(model_input.shape[2])
@@ -115,8 +115,8 @@ def landmarks_for_faces(faces: pa.Table, model: LandmarkModel) -> pa.Table:
 _worker: dict = {}
 
 
-def _init_worker(model_path: str) -> None:
-    _worker["model"] = LandmarkModel(model_path, threads=1)
+def _init_worker(model_path: str, providers: str = "cpu") -> None:
+    _worker["model"] = LandmarkModel(model_path, threads=1, providers=providers)
 
 
 def landmarks_one(faces: pa.Table) -> pa.Table:
@@ -127,11 +127,12 @@ def landmarks_one(faces: pa.Table) -> pa.Table:
 def landmarks_part(part: int, params: dict, layout: Layout) -> list[Path]:
     """The landmarks stage for one part: LANDMARKS shards for every shard of `layout.faces(part)`, same
     names, row for row, into `layout.landmarks(part)`, and the QA gallery. Params: landmarks.model,
-    landmarks.jobs."""
-    p = params["landmarks"]
+    landmarks.jobs; executor (backend, address: `affect.parallel.run_units`; providers: `affect.models.ort_session`)."""
+    p, executor = params["landmarks"], params.get("executor") or {}
     model = model_file(model_folder(p["model"]), "landmarks", layout.models)
     written = map_shards(landmarks_one, layout.faces(part), layout.landmarks(part), p["jobs"],
-                         f"landmarks part {part}", _init_worker, (str(model),))
+                         f"landmarks part {part}", _init_worker, (str(model), executor.get("providers", "cpu")),
+                         executor)
     gallery(read_shards(layout.faces(part)), read_shards(layout.landmarks(part)),
             path=layout.gallery("landmarks", part))
     return written

@@ -114,7 +114,8 @@ def masks_part(part: int, params: dict, layout: Layout) -> list[Path]:
     style, size = params["mask"]["style"], params["align"]["crop_size"]
     render_mask(np.zeros((N_LANDMARKS, 2)), style, size)  # fail early on a bad style
     written = map_shards(partial(masks_for_landmarks, style=style, size=size), layout.landmarks(part),
-                         layout.masks(part), params["mask"]["jobs"], f"masks part {part}")
+                         layout.masks(part), params["mask"]["jobs"], f"masks part {part}",
+                         executor=params.get("executor"))
     gallery(read_shards(layout.faces(part)), read_shards(layout.landmarks(part)), read_shards(layout.masks(part)),
             path=layout.gallery("masks", part))
     return written

@@ -191,7 +191,8 @@ def mel_part(part: int, params: dict, layout: Layout) -> dict[str, int]:
     units = [(row, str(split_dir), params["audio"]) for row in audio]
     with atomic_path(layout.mel(part)) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, MEL) as writer:
-            for batch in run_units(mel_one, units, params["mel"]["jobs"], f"mel part {part}", one_thread):
+            for batch in run_units(mel_one, units, params["mel"]["jobs"], f"mel part {part}", one_thread,
+                                   executor=params.get("executor")):
                 writer.write_batch(batch)
     with_audio = sum(row["has_audio"] for row in audio)
     return {"videos": len(audio), "with_audio": with_audio, "without_audio": len(audio) - with_audio}

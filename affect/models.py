@@ -74,14 +74,36 @@ def model_file(name: str, role: str, models_dir: str | os.PathLike = "data/model
     return path
 
 
-def ort_session(model_path: str | os.PathLike, threads: int = 1) -> ort.InferenceSession:
-    """A CPU ONNX Runtime session with `threads` intra-op threads and sequential execution."""
+PROVIDERS = ("cpu", "cuda", "auto")  # params.yaml executor.providers
+
+
+def execution_providers(choice: str = "cpu") -> list[str]:
+    """ONNX Runtime's provider list for `choice`: "cpu"; "cuda" (NVIDIA GPU, CPU for the operators it lacks:
+    needs onnxruntime-gpu, the `gpu` extra); "auto" (cuda when this ONNX Runtime has a CUDA provider, else cpu).
+
+    CPU sessions give the same bytes on every machine (with the grids of `affect.exact`); CUDA kernels differ in
+    the last bits, so boxes and landmarks agree with the CPU's within tests/test_gpu.py's tolerance, not bit
+    for bit."""
+    if choice not in PROVIDERS:
+        raise ValueError(f"executor.providers must be one of {', '.join(PROVIDERS)}, not {choice!r}")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if choice == "cuda" and not has_cuda:
+        raise ModelError("executor.providers is cuda but this ONNX Runtime has no CUDA provider: on a machine "
+                         "with an NVIDIA GPU install onnxruntime-gpu (README, GPU), or set cpu or auto")
+    if choice == "cuda" or (choice == "auto" and has_cuda):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def ort_session(model_path: str | os.PathLike, threads: int = 1, providers: str = "cpu") -> ort.InferenceSession:
+    """An ONNX Runtime session with `threads` intra-op threads and sequential execution, on the providers of
+    `execution_providers(providers)`."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=execution_providers(providers))
 
 
 def _search_dirs(mirror: str | os.PathLike | None) -> list[Path]:

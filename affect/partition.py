@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from affect.labels import label_arrays
-from affect.schema import PARTITION, SETS, TASKS, is_labelled, split_track
+from affect.schema import PARTITION, SETS, TASKS, corpus_of, is_labelled, split_track
 from affect.shards import write_json
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,19 @@ def partition_counts(table: pa.Table) -> dict[str, dict[str, int]]:
     for task, side, n in zip(*(grouped.column(c).to_pylist() for c in ("task", "side", "count_all"))):
         counts[task][side] = n
     return counts
+
+
+def corpus_counts(table: pa.Table) -> dict[str, dict[str, int]]:
+    """The unlabelled corpora's share of the pools: {corpus: {tracks, frames}} (frames: distinct (track,
+    frame) pairs, each in every task's unlabelled pool); {} without corpora."""
+    per_track = table.group_by("track").aggregate([("frame", "count_distinct")])
+    counts: dict[str, dict[str, int]] = {}
+    for name, frames in zip(*(per_track.column(c).to_pylist() for c in ("track", "frame_count_distinct"))):
+        if corpus := corpus_of(video_of(name)):
+            entry = counts.setdefault(corpus, {"tracks": 0, "frames": 0})
+            entry["tracks"] += 1
+            entry["frames"] += frames
+    return dict(sorted(counts.items()))
 
 
 def write_counts(counts: dict, path: str | os.PathLike) -> None:

@@ -13,6 +13,9 @@ writes its outputs and QA gallery atomically (STEPS, in order):
 | masks@p     | `affect.mask.masks_part`          | mask, align.crop_size    | masks(p), gallery("masks", p)         |
 | mel@p       | `affect.mel.mel_part`             | audio, mel               | mel(p)                                |
 
+Where the units run is the `executor` group (affect.parallel: a local process pool, or a Ray cluster) and, for
+the face models, `executor.providers` (affect.models.ort_session); neither changes a step's outputs on the CPU.
+
 A stage script calls its own step only, and imports only that step's module (and affect.schema for the
 layout), so that DVC reruns a per-part stage when its own code changes and not when another step's does.
 `preprocess` runs the five in order, outside DVC: for `affect predict`, the tests and the benchmarks. (The

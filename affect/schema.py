@@ -41,6 +41,14 @@ def track_name(video: str, person: str) -> str:
     return video if person == "main" else f"{video}_{person}"
 
 
+CORPUS_MARK = "~"  # joins an unlabelled corpus's name and a video's path in it: `vox~id10001~00001`
+
+
+def corpus_of(video: str) -> str:
+    """The unlabelled corpus (`dataset.unlabelled` subfolder) a video comes from; "" for the ABAW2 tree."""
+    return video.split(CORPUS_MARK, 1)[0] if CORPUS_MARK in video else ""
+
+
 def split_track(track: str) -> tuple[str, str]:
     """(video, person) read off a track's name: `x_left` -> ("x", "left"), `x` -> ("x", "main"). The index's
     tracks.parquet has the final word (a video may itself be named `x_left`)."""

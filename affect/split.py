@@ -154,7 +154,8 @@ def split_part(part: int, params: dict, layout: Layout) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=".audio.", suffix=".tmp", dir=out_dir))
     try:
         units = [(entry, str(staging), sample_rate, on_error) for entry in entries]
-        results = list(run_units(split_one, units, params["split"]["jobs"], f"split part {part}"))
+        results = list(run_units(split_one, units, params["split"]["jobs"], f"split part {part}",
+                                 executor=params.get("executor")))
 
         done = [r for r in results if not r.error]
         skipped = [{"video": r.video, "path": e["path"], "error": r.error}

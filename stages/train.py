@@ -59,7 +59,9 @@ def main() -> None:
     student, teacher = fit(student, batches, config, teacher_input=clip_brightness(train["brightness"]),
                            student_input=augment if augmented else None,
                            validate=validate, on_log=log_to_dvclive if live else None,
-                           checkpoint_dir=layout.checkpoints, device=device, record=record)
+                           checkpoint_dir=layout.checkpoints, device=device, record=record,
+                           channels_last=params["gpu"]["channels_last"] and device.type == "cuda",
+                           compile=params["gpu"]["compile"] and device.type == "cuda")
     if rank == 0:
         save_model(student.cpu(), layout.model("student"), record)
         save_model(teacher.cpu(), layout.model("teacher"), record)

@@ -83,6 +83,7 @@ def make_project(folder: Path, overrides: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("affect", "stages", "report"):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data/raw/unlabelled", folder / "data/raw/unlabelled")  # dataset.unlabelled: no corpus
     shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
     shutil.copy(ROOT / ".gitignore", folder / ".gitignore")  # checkpoints stay out of git
     params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), merge(TINY, overrides or {}))
