@@ -75,7 +75,7 @@ class TrainConfig:
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
     consistency_rampup: int = 250    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
     consistency_targets: str = "hard"  # hard | soft
-    eval_every: int = 500            # steps between validations and log entries
+    eval_every: int = 100            # steps between validations and log entries
     checkpoint_every: int = 100      # steps between checkpoints
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
