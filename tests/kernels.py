@@ -66,8 +66,8 @@ def apply(config: dict) -> None:
              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[config.get("ort_optimization", "all")]
     make_session = affect.models.ort_session
 
-    def ort_session(model_path, threads_asked=1):
-        session = make_session(model_path, threads)
+    def ort_session(model_path, threads_asked=1, providers="cpu"):
+        session = make_session(model_path, threads, providers)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = level
