@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import torch
 from torch import nn
 
 from affect import plots
@@ -229,6 +230,7 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
     params = recorded_params(record)
     check_setup(paths, out_dir, params, models_dir)
     result = Result()
+    threads = torch.get_num_threads()  # a step run in this process may set its own (mel: one); inference uses these
     start = time.perf_counter()
     accepted: list[Video] = []
     for path in dict.fromkeys(paths):
@@ -280,6 +282,7 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
         times = {name: dataset.track_pts[i] for i, name in enumerate(dataset.track_names)}
         result.seconds["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
+        torch.set_num_threads(threads)  # the evaluate stage's thread count, so the same model gives the same bytes
         outputs = infer(model, dataset, batch_size, device=inference_device(),
                         desc=f"predict {len(ready)} video(s)")
         result.seconds["infer"] = time.perf_counter() - start
