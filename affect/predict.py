@@ -62,6 +62,8 @@ from affect.split import SplitError
 from affect.video import VideoError, VideoInfo, iter_frames, probe
 
 log = logging.getLogger(__name__)
+# torch's thread count when the process started: a step run in-process (mel) or a caller may change it later
+TORCH_THREADS = torch.get_num_threads()
 
 PROBE_FRAMES = 8
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the picture
@@ -230,7 +232,6 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
     params = recorded_params(record)
     check_setup(paths, out_dir, params, models_dir)
     result = Result()
-    threads = torch.get_num_threads()  # a step run in this process may set its own (mel: one); inference uses these
     start = time.perf_counter()
     accepted: list[Video] = []
     for path in dict.fromkeys(paths):
@@ -282,7 +283,7 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
         times = {name: dataset.track_pts[i] for i, name in enumerate(dataset.track_names)}
         result.seconds["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
-        torch.set_num_threads(threads)  # the evaluate stage's thread count, so the same model gives the same bytes
+        torch.set_num_threads(TORCH_THREADS)  # the evaluate stage's thread count: the same model, the same bytes
         outputs = infer(model, dataset, batch_size, device=inference_device(),
                         desc=f"predict {len(ready)} video(s)")
         result.seconds["infer"] = time.perf_counter() - start
