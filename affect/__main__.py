@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               "valence/arousal, expression and AU bars, with its audio")
     predict.add_argument("--batch-size", type=positive_int, default=32,
                          help="clips per forward pass (default: %(default)s, evaluate.batch_size's default)")
+    predict.add_argument("--threads", type=int, default=2,
+                         help="torch CPU threads of inference; 0 = all cores (default: %(default)s, "
+                              "evaluate.threads's default: the evaluate stage's bytes)")
     return parser.parse_args(argv)
 
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = predict_videos(args.videos, model, record, args.out, models_dir=args.models_dir,
                                 two_person=args.two_person, allow_silence=args.allow_silence,
-                                batch_size=args.batch_size, csv=args.csv, render=args.render)
+                                batch_size=args.batch_size, csv=args.csv, render=args.render, threads=args.threads)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ from affect.annotations import write_annotation
 from affect.data import ClipDataset
 from affect.labels import label_arrays
 from affect.metrics import evaluate_predictions
+from affect.exact import torch_threads
 from affect.pipeline import disagreements, inference_device, infer, loader_options
 from affect.schema import TASK_FOLDERS, TASKS, Layout
 from affect.shards import write_json
@@ -115,7 +116,7 @@ def load_for(path: str | os.PathLike, params: dict):
 
 
 def evaluate(models: dict[str, str | os.PathLike], layout: Layout, params: dict, out_dir: str | os.PathLike,
-             batch_size: int = 32, timeline_tracks: int = 3, predict_with: str = "teacher") -> dict:
+             batch_size: int = 32, timeline_tracks: int = 3, predict_with: str = "teacher", threads: int = 2) -> dict:
     """Metrics of every model (name -> checkpoint) on the validation side, plots, and `predict_with`'s prediction files.
 
     Data from `layout` (shards, labels, partition), read as `params` say (`affect.pipeline.loader_options`).
@@ -135,7 +136,8 @@ def evaluate(models: dict[str, str | os.PathLike], layout: Layout, params: dict,
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     metrics, outputs = {}, {}
     for name, model in loaded.items():
-        outputs[name] = infer(model.to(device), dataset, batch_size, desc=f"evaluate {name}")
+        with torch_threads(threads):
+            outputs[name] = infer(model.to(device), dataset, batch_size, desc=f"evaluate {name}")
         metrics[name] = metrics_of(outputs[name])
         for task in TASKS:
             if task not in metrics[name]:

@@ -11,10 +11,17 @@ kernels round differently in the last bits. Two rules keep such noise out of sto
 - a fit is computed in closed form with additions, multiplications, divisions and square roots alone, in a
   fixed order (`similarity`, `apply_affine`): IEEE 754 makes those bit-exact on any processor, unlike a
   LAPACK solve or a BLAS product whose kernel depends on the processor.
+A third rule holds for torch: a sum split across threads rounds differently with the number of threads, so
+training, inference and the spectrograms run at a thread count fixed by their params (`torch_threads`), never
+at the machine's core count or whatever an earlier step of the same process set.
 Grids are powers of two, so a value on the grid is exact in binary and products of such values stay exact.
 """
 
 from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 
@@ -24,6 +31,20 @@ MATRIX_STEP = 2.0 ** -20   # grid of affine matrix entries (OpenCV warps in 1/10
 def on_grid(values, step: float) -> np.ndarray:
     """float64 `values` rounded to the nearest multiple of `step` (a power of two; ties to even)."""
     return np.round(np.asarray(values, np.float64) / step) * step
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Inside the block torch computes on `n` CPU threads (0: all cores, the fastest, but the last bits then
+    depend on the machine); the caller's thread count is back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or len(os.sched_getaffinity(0)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

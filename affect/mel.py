@@ -28,7 +28,7 @@ import pyarrow.ipc as ipc
 import torch
 import torchaudio
 
-from affect.exact import on_grid
+from affect.exact import on_grid, torch_threads
 from affect.parallel import run_units
 from affect.schema import MEL, Layout
 from affect.shards import atomic_path, read_arrow
@@ -132,7 +132,7 @@ def mel_spectrogram(wav: str | os.PathLike | np.ndarray | torch.Tensor, params: 
         index = reflect_indices(c0 * hop - half, (c1 - 1) * hop - half + n_fft, n)  # the frames' samples
         lo = int(index.min())
         samples = read(lo, int(index.max()) + 1)[index - lo]
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):  # one thread: the same bytes in any process, whatever `jobs`
             power = spectrogram(torch.from_numpy(np.ascontiguousarray(samples)).reshape(1, -1))[0].numpy()
         db[:, c0:c1] = 10.0 * np.log10(np.maximum(filters.T @ power, AMIN))
     db = np.maximum(db, db.max() - params["top_db"])
@@ -158,11 +158,6 @@ def mel_row(video: str, mel: np.ndarray | None, hop_s: float, n_mels: int) -> pa
         pa.array([0 if mel is None else mel.shape[1]], pa.int32()),
         column,
     ], schema=MEL)
-
-
-def one_thread() -> None:
-    """Each process computes spectrograms on one thread (the same bytes whatever `jobs`)."""
-    torch.set_num_threads(1)
 
 
 def mel_one(unit: tuple[dict, str, dict]) -> pa.RecordBatch:
@@ -191,7 +186,7 @@ def mel_part(part: int, params: dict, layout: Layout) -> dict[str, int]:
     units = [(row, str(split_dir), params["audio"]) for row in audio]
     with atomic_path(layout.mel(part)) as tmp:
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, MEL) as writer:
-            for batch in run_units(mel_one, units, params["mel"]["jobs"], f"mel part {part}", one_thread,
+            for batch in run_units(mel_one, units, params["mel"]["jobs"], f"mel part {part}",
                                    executor=params.get("executor")):
                 writer.write_batch(batch)
     with_audio = sum(row["has_audio"] for row in audio)

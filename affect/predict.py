@@ -44,7 +44,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import torch
 from torch import nn
 
 from affect import plots
@@ -54,6 +53,7 @@ from affect.evaluate import track_predictions, write_predictions
 from affect.landmarks import model_folder
 from affect.mel import MelError
 from affect.models import ModelError, model_file
+from affect.exact import torch_threads
 from affect.pipeline import inference_device, infer, loader_options, preprocess_videos, recorded_params
 from affect.render import render_video
 from affect.schema import AUS, EXPRESSIONS, TASKS, Layout, track_name
@@ -62,8 +62,6 @@ from affect.split import SplitError
 from affect.video import VideoError, VideoInfo, iter_frames, probe
 
 log = logging.getLogger(__name__)
-# torch's thread count when the process started: a step run in-process (mel) or a caller may change it later
-TORCH_THREADS = torch.get_num_threads()
 
 PROBE_FRAMES = 8
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the picture
@@ -220,13 +218,14 @@ def write_csv(table: pa.Table, path: Path) -> None:
 def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: dict, out_dir: str | os.PathLike,
                    models_dir: str | os.PathLike = "data/models", two_person: bool | None = None,
                    allow_silence: bool = False, batch_size: int = 32, csv: bool = False, render: bool = False,
-                   work_dir: str | os.PathLike | None = None) -> Result:
+                   work_dir: str | os.PathLike | None = None, threads: int = 2) -> Result:
     """Predict every frame of `videos` with `model` (and `record`, a model file's, `affect.tsav.load_checkpoint`)
     in one stream; write the outputs of the module docstring under `out_dir`.
 
     SetupError before any work for a call that cannot start; a video that cannot be predicted is an entry of
     `Result.errors` and the others go on. `work_dir`: where the temporary data folder goes (default: the
-    system's temporary folder).
+    system's temporary folder). `threads`: torch's CPU threads of inference (the evaluate stage's
+    `evaluate.threads` gives its bytes; 0 = all cores).
     """
     paths, out_dir, models_dir = [Path(v) for v in videos], Path(out_dir), Path(models_dir)
     params = recorded_params(record)
@@ -283,9 +282,9 @@ def predict_videos(videos: list[str | os.PathLike], model: nn.Module, record: di
         times = {name: dataset.track_pts[i] for i, name in enumerate(dataset.track_names)}
         result.seconds["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
-        torch.set_num_threads(TORCH_THREADS)  # the evaluate stage's thread count: the same model, the same bytes
-        outputs = infer(model, dataset, batch_size, device=inference_device(),
-                        desc=f"predict {len(ready)} video(s)")
+        with torch_threads(threads):  # evaluate.threads: the evaluate stage's bytes for the same model
+            outputs = infer(model, dataset, batch_size, device=inference_device(),
+                            desc=f"predict {len(ready)} video(s)")
         result.seconds["infer"] = time.perf_counter() - start
         start = time.perf_counter()
         for video in ready:

@@ -47,6 +47,7 @@ from torch import nn
 from tqdm import tqdm
 
 from affect.data import ClipDataset, MixedBatchSampler
+from affect.exact import torch_threads
 from affect.losses import consistency_losses, supervised_losses
 from affect.mean_teacher import consistency_weight, ema_update, make_teacher
 from affect.metrics import evaluate_predictions
@@ -77,6 +78,7 @@ class TrainConfig:
     consistency_targets: str = "hard"  # hard | soft
     eval_every: int = 100            # steps between validations and log entries
     checkpoint_every: int = 100      # steps between checkpoints
+    threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
@@ -271,27 +273,28 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     if compile:
         model = torch.compile(model)
-    bar = tqdm(total=config.steps, initial=run.step, desc=config.method, disable=not progress or rank != 0)
-    for step, batch in zip(range(run.step, config.steps), batches(run.step)):
-        terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank,
-                                   student_input, channels_last)
-        run.add(terms)
-        run.step = step + 1
-        bar.update()
-        bar.set_postfix({name.removeprefix("supervised/"): f"{float(value.detach()):.3f}"
-                         for name, value in terms.items() if not name.startswith("consistency/")})
-        if run.step % config.eval_every == 0 or run.step == config.steps:
-            student.eval()
-            metrics = log_entry(run, config, weight, student, teacher, validate, rank)
-            student.train()
-            if on_log is not None and rank == 0:
-                on_log(run.step, metrics)
-        if checkpoint_path is not None and (run.step % config.checkpoint_every == 0 or run.step == config.steps):
-            if rank == 0:
-                save_checkpoint(checkpoint_path, config, record, run, student, teacher, optimizer)
-            if dist.is_initialized():
-                dist.barrier()
-    bar.close()
+    with torch_threads(config.threads):  # the same bits on any machine (affect.exact)
+        bar = tqdm(total=config.steps, initial=run.step, desc=config.method, disable=not progress or rank != 0)
+        for step, batch in zip(range(run.step, config.steps), batches(run.step)):
+            terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank,
+                                       student_input, channels_last)
+            run.add(terms)
+            run.step = step + 1
+            bar.update()
+            bar.set_postfix({name.removeprefix("supervised/"): f"{float(value.detach()):.3f}"
+                             for name, value in terms.items() if not name.startswith("consistency/")})
+            if run.step % config.eval_every == 0 or run.step == config.steps:
+                student.eval()
+                metrics = log_entry(run, config, weight, student, teacher, validate, rank)
+                student.train()
+                if on_log is not None and rank == 0:
+                    on_log(run.step, metrics)
+            if checkpoint_path is not None and (run.step % config.checkpoint_every == 0 or run.step == config.steps):
+                if rank == 0:
+                    save_checkpoint(checkpoint_path, config, record, run, student, teacher, optimizer)
+                if dist.is_initialized():
+                    dist.barrier()
+        bar.close()
     if run.step != config.steps:
         raise ValueError(f"the batches ran out after step {run.step} of {config.steps}")
     return student, teacher

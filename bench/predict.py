@@ -63,7 +63,7 @@ def measure_one(video: Path, model_path: Path, models_dir: Path, out: Path) -> d
 
     start = time.perf_counter()
     model, record = load_checkpoint(model_path)
-    result = predict_videos([video], model, record, out, models_dir=models_dir, two_person=False)
+    result = predict_videos([video], model, record, out, models_dir=models_dir, two_person=False, threads=1)
     if result.errors:
         raise RuntimeError("; ".join(result.errors))
     return {**result.seconds, "wall": time.perf_counter() - start,

@@ -11,7 +11,8 @@ def main() -> None:
     params, layout = load_params(), Layout()
     p = params["evaluate"]
     metrics = evaluate({name: layout.model(name) for name in ("teacher", "student")}, layout, params, layout.evaluate,
-                       batch_size=p["batch_size"], timeline_tracks=p["timeline_tracks"], predict_with=p["predict_with"])
+                       batch_size=p["batch_size"], timeline_tracks=p["timeline_tracks"], predict_with=p["predict_with"],
+                       threads=p["threads"])
     print(json.dumps({model: {task: round(r["criterion"], 4) for task, r in tasks.items()}
                       for model, tasks in metrics.items()}))
 

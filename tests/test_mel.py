@@ -5,6 +5,7 @@ import subprocess
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from affect.mel import SILENCE_DB, MelError, floor_db, mel_part, mel_spectrogram, read_wav
 from affect.schema import AUDIO, MEL, Layout, write_part
@@ -69,6 +70,14 @@ def test_part_with_audio_without_audio_short_audio_and_an_empty_part(media, tmp_
     full = np.asarray(rows["full"]["mel"], np.float32).reshape(64, -1)
     assert np.array_equal(full, mel_spectrogram(split / "audio" / "full.wav", PARAMS))
     assert all(r["hop_s"] == 0.01 for r in rows.values())
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        mel_part(0, params({"audio": PARAMS, "mel": {"jobs": 1}}), layout)  # in this process, on one thread
+        assert torch.get_num_threads() == 2, "a step run in-process must leave the caller's thread count"
+    finally:
+        torch.set_num_threads(before)
+    assert read_arrow(layout.mel(0)).equals(table), "the same bytes in this process as in a pool"
 
     write_part({"part": 9, "videos": []}, layout.part_json(9))
     split_part(9, params({"split": {"jobs": 1}}), layout)

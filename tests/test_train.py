@@ -96,6 +96,24 @@ def train_digits(method: str, seed: int, steps: int, **config) -> tuple[nn.Modul
     return student, teacher, digits
 
 
+def test_the_weights_depend_on_train_threads_not_on_the_machine():
+    """A sum split over threads rounds by their number. `train.threads` fixes the count, so the weights are the
+    same bytes whatever thread count the process had (as on machines with 1 or 3 cores); another
+    `train.threads` gives other bytes (so the check can fail)."""
+    def teacher_bytes(process_threads: int, threads: int) -> bytes:
+        torch.set_num_threads(process_threads)
+        _, teacher, _ = train_digits("mean_teacher", 0, 30, threads=threads, eval_every=1000, checkpoint_every=1000)
+        assert torch.get_num_threads() == process_threads, "fit leaves the caller's thread count"
+        return b"".join(value.numpy().tobytes() for value in teacher.state_dict().values())
+
+    before = torch.get_num_threads()
+    try:
+        assert teacher_bytes(1, threads=2) == teacher_bytes(3, threads=2)
+        assert teacher_bytes(1, threads=1) != teacher_bytes(1, threads=2)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_mean_teacher_beats_supervised_on_digits():
     """10% of the training digits labelled, the same network, engine and labelled batches; Mean Teacher
     batches are half unlabelled. The consistency weight ramps up over the first half (the reference
