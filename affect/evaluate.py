@@ -34,11 +34,31 @@ from affect.labels import label_arrays
 from affect.metrics import evaluate_predictions
 from affect.exact import torch_threads
 from affect.pipeline import disagreements, inference_device, infer, loader_options
-from affect.schema import TASK_FOLDERS, TASKS, Layout
+from affect.schema import AUS, EXPRESSIONS, TASK_FOLDERS, TASKS, Layout, is_labelled
 from affect.shards import write_json
 from affect.tsav import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def trivial_predictions(train: dict, n: int) -> dict[str, np.ndarray]:
+    """What a model must beat: predictions for `n` frames that ignore the input, from the training side's
+    labels `train` ("expr" (M,), "au" (M, 12), "va" (M, 2), unlabelled as `affect.schema.is_labelled` says).
+
+    Returns "expr" (n,) the majority training class, "au" (n, 12) each AU's majority decision over the
+    training frames labelled for AUs (1.0 present, 0.0 absent), "va" (n, 2) zeros: a constant, whose CCC is 0
+    whatever the constant. A task without a training label is left out.
+    """
+    trivial = {"va": np.zeros((n, 2), np.float32)}
+    expr = np.asarray(train["expr"]).reshape(-1)
+    expr = expr[is_labelled("expr", expr)]
+    if len(expr):
+        trivial["expr"] = np.full(n, np.bincount(expr.astype(np.int64), minlength=len(EXPRESSIONS)).argmax())
+    au = np.asarray(train["au"]).reshape(-1, len(AUS))
+    au = au[is_labelled("au", au)]
+    if len(au):
+        trivial["au"] = np.tile((au.mean(axis=0) > 0.5).astype(np.float32), (n, 1))
+    return trivial
 
 
 def metrics_of(outputs: dict[str, np.ndarray]) -> dict:
@@ -120,7 +140,8 @@ def evaluate(models: dict[str, str | os.PathLike], layout: Layout, params: dict,
     """Metrics of every model (name -> checkpoint) on the validation side, plots, and `predict_with`'s prediction files.
 
     Data from `layout` (shards, labels, partition), read as `params` say (`affect.pipeline.loader_options`).
-    Writes `out_dir/metrics.json` ({model: {task: criterion and parts}}), `out_dir/plots/<model>/...`,
+    Writes `out_dir/metrics.json` ({model: {task: criterion and parts}}, and under "trivial" those of
+    `trivial_predictions` from the training side's labels, on the same frames), `out_dir/plots/<model>/...`,
     `out_dir/plots/timeline/<track>.png` for the first `timeline_tracks` validation tracks, and
     `out_dir/predictions/{VA,EXPR,AU}/<track>.txt`. Returns the metrics.
     """
@@ -145,6 +166,9 @@ def evaluate(models: dict[str, str | os.PathLike], layout: Layout, params: dict,
         labelled = dataset.labelled_indices()
         write_plot_data({key: value[labelled] for key, value in outputs[name].items()}, metrics[name],
                         out_dir / "plots" / name)
+    true = {task: outputs[predict_with][f"true_{task}"] for task in TASKS}
+    train = ClipDataset.from_partition(layout, side="train", **loader_options(params)).labels
+    metrics["trivial"] = evaluate_predictions(true, trivial_predictions(train, len(dataset)))
     write_json(metrics, out_dir / "metrics.json", indent=2)
 
     tasks_of = validation_tracks(layout.partition)

@@ -27,7 +27,7 @@ CONFIGS: dict[str, dict] = {
         "cv2_optimized": False, "ort_threads": 2, "ort_optimization": "disable", "ffmpeg_cpuflags": SSE42},
     "avx2_cpu": {
         "env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell",
-                "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
         "ort_optimization": "basic"},
     "ffmpeg_only": {"env": {}, "ffmpeg_cpuflags": SSE42},
     "cv2_only": {"env": {}, "cv2_optimized": False},

@@ -64,11 +64,19 @@ def run(project: dict, out: Path, params: dict | None = None) -> dict:
                     timeline_tracks=1)
 
 
+def metrics_trivial_va(out: Path) -> float:
+    trivial = json.loads((out / "metrics.json").read_text())["trivial"]["va"]
+    assert trivial["frames"] == len(VA_VAL)
+    return trivial["criterion"]
+
+
 def test_evaluate_writes_metrics_plots_and_prediction_files(project, tmp_path):
     out = tmp_path / "evaluate"
     metrics = run(project, out)
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert set(metrics) == {"teacher", "student"}
+    assert set(metrics) == {"teacher", "student", "trivial"}
+    # the trivial predictors from the training side's labels: VA frames only (a constant: CCC 0), no expression
+    assert set(metrics.pop("trivial")) == {"va"} and metrics_trivial_va(out) == 0
     for model in metrics.values():
         assert set(model) == {"va", "expr"}  # no AU label on the validation side: absent, not 0
         assert model["va"]["frames"] == len(VA_VAL) and model["expr"]["frames"] == len(EXPR_VAL)
@@ -139,7 +147,7 @@ def test_predict_reproduces_the_evaluate_stage_exactly(demo_pipeline, tmp_path, 
     set_param(project, "clip.length", 4)
     assert ran(dvc(project, "repro").stdout) == {"masks@0", "masks@1", "train", "evaluate"}
     metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
-    assert set(metrics) == {"teacher", "student"}
+    assert set(metrics) == {"teacher", "student", "trivial"}
     for tasks in metrics.values():
         assert tasks and set(tasks) <= {"va", "expr", "au"}
         for result in tasks.values():

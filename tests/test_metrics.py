@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from affect.evaluate import trivial_predictions
 from affect.metrics import au_criterion, ccc, evaluate_predictions, expr_criterion, va_criterion
 from affect.schema import AUS
 
@@ -172,3 +173,23 @@ def test_absent_task_is_left_out_not_zero():
     results = evaluate_predictions(true, pred)
     assert set(results) == {"va"}
     assert results["va"]["frames"] == 3
+
+
+def test_trivial_predictions_are_the_training_majorities():
+    """Majority class and per-AU majority over the labelled training frames only (unlabelled rows, however
+    many, do not vote); valence/arousal a constant, which scores CCC 0; a task without training labels is
+    left out."""
+    expr = np.array([3, 3, 1, -1, -1, -1, -1, 3, 1])          # class 3 wins; -1 would win if counted
+    au = np.full((6, len(AUS)), -1.0, np.float32)
+    au[:3] = 0.0
+    au[:2, 4] = 1.0                                           # AU 4 in 2 of 3 labelled frames: present
+    au[0, 7] = 1.0                                            # AU 7 in 1 of 3: absent
+    va = np.full((4, 2), -5.0, np.float32)
+    trivial = trivial_predictions({"expr": expr, "au": au, "va": va}, 5)
+    assert trivial["expr"].tolist() == [3] * 5
+    assert trivial["au"].shape == (5, len(AUS)) and trivial["au"][:, 4].all() and not trivial["au"][:, 7].any()
+    assert trivial["au"].sum() == 5
+    true_va = np.random.default_rng(0).uniform(-1, 1, (5, 2))
+    assert evaluate_predictions({"va": true_va}, {"va": trivial["va"]})["va"]["criterion"] == 0
+    no_labels = trivial_predictions({"expr": np.full(4, -1), "au": np.full((4, len(AUS)), -1.0), "va": va}, 2)
+    assert set(no_labels) == {"va"}

@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from affect.data import ClipDataset, MixedBatchSampler
+from affect.evaluate import trivial_predictions
 from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
 from affect.pipeline import infer, loader_options
@@ -225,12 +226,7 @@ def test_torchrun_ddp(tmp_path):
 def trivial_criteria(val: ClipDataset, train: ClipDataset) -> dict[str, float]:
     """Criteria of the trivial predictors on the validation side: the training side's majority expression,
     each AU's training majority, and a constant valence/arousal (CCC 0)."""
-    expr, au = train.labels["expr"], train.labels["au"]
-    majority_expr = np.bincount(expr[expr >= 0], minlength=7).argmax()
-    majority_au = (au[(au >= 0).all(axis=1)].mean(axis=0) > 0.5).astype(np.float32)
-    n = len(val)
-    results = evaluate_predictions(val.labels, {"expr": np.full(n, majority_expr), "au": np.tile(majority_au, (n, 1)),
-                                                "va": np.zeros((n, 2), np.float32)})
+    results = evaluate_predictions(val.labels, trivial_predictions(train.labels, len(val)))
     return {task: result["criterion"] for task, result in results.items()}
 
 
