@@ -37,9 +37,11 @@ stage and `affect predict` give the same bytes for a video.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -124,15 +126,25 @@ def nest(flat: dict) -> dict:
     return groups
 
 
+def code_fingerprint(package: str | os.PathLike = Path(__file__).parent) -> str:
+    """sha256 of the names and contents of the `affect` package's Python files (`package`: its folder)."""
+    package, digest = Path(package), hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(f"{path.relative_to(package).as_posix()}\t{sha256_of(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def model_record(params: dict, data: str) -> dict:
     """What a model file records of how it was made: the PREPROCESSING params, the `model` and `train`
-    groups, and `data`, the fingerprint of its training data (`data_fingerprint`)."""
+    groups, `data`, the fingerprint of its training data (`data_fingerprint`), and `code`, that of the code
+    (`code_fingerprint`). The train stage resumes a checkpoint only for the same record: a run is never
+    continued, or taken as finished, under other code."""
     flat = flatten(params)
     missing = [key for key in PREPROCESSING if key not in flat]
     if missing:
         raise KeyError(f"params lack {', '.join(missing)}")
     return {"preprocessing": {key: flat[key] for key in PREPROCESSING}, "model": dict(params["model"]),
-            "train": dict(params["train"]), "data": data}
+            "train": dict(params["train"]), "data": data, "code": code_fingerprint()}
 
 
 def recorded_params(record: dict) -> dict:
@@ -195,6 +207,31 @@ def track_batches(sample_track: np.ndarray, batch_size: int) -> list[list[int]]:
     return batches
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
+TRIM_EVERY = 10  # batches between `return_freed_memory` calls in `infer`: each costs the next batch page faults;
+                 # every 10, a demo-size inference takes the same time as with none (46.9 s vs 49.4 s, 5,156 clips)
+
+
+def return_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc `malloc_trim`; nothing elsewhere).
+
+    A forward pass allocates and frees a few hundred MB of temporaries. glibc keeps freed heap memory for
+    reuse, and the small arrays that outlive a batch (the predictions) pin it in place, so without this the
+    resident memory of a long inference grows with its length although nothing big is kept: about 40 kB per
+    frame at the demo size, 1.8 GB over a 30-minute video (BENCHMARKS.md, "affect predict").
+    """
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
+
+
 @torch.no_grad()
 def infer(model: nn.Module, data: Dataset | Iterable[dict], batch_size: int = 32,
           inputs: tuple[str, ...] = ("clip", "mel"), device: torch.device | str | None = None, workers: int = 0,
@@ -216,7 +253,7 @@ def infer(model: nn.Module, data: Dataset | Iterable[dict], batch_size: int = 32
     training = model.training
     model.to(device).eval()
     parts: dict[str, list] = {}
-    for batch in tqdm(data, desc=desc, unit="batch", disable=not progress):
+    for k, batch in enumerate(tqdm(data, desc=desc, unit="batch", disable=not progress)):
         with autocast(device):
             out = model(*[batch[name].to(device) for name in inputs])
         out = {task: value.float().cpu() for task, value in out.items()}
@@ -233,6 +270,8 @@ def infer(model: nn.Module, data: Dataset | Iterable[dict], batch_size: int = 32
         for task in ("expr", "au", "va"):
             if task in batch and task in out:
                 parts.setdefault(f"true_{task}", []).append(batch[task].numpy())
+        if k % TRIM_EVERY == TRIM_EVERY - 1:
+            return_freed_memory()
     model.train(training)
     result = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     if "expr_prob" in result:

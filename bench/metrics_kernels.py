@@ -1,6 +1,8 @@
 """Do the committed metrics come back on another processor? `train` + `evaluate` under other CPU kernels.
 
-    python -m bench.metrics_kernels [CONFIG]    # CONFIG from tests/kernels.py, default avx2_cpu (~10 min, 2 cores)
+    python -m bench.metrics_kernels [CONFIG] [--steps N]   # CONFIG from tests/kernels.py, default avx2_cpu
+                                                            # (~10 min on 2 cores; --steps: a shorter run, whose
+                                                            # numbers compare with nothing committed)
 
 Copies the code, params.yaml and the committed preprocessed data (`data/interim`, `data/processed`, as
 `dvc pull` or `dvc repro` leave them) into a temporary folder, runs the `train` and `evaluate` stage scripts
@@ -13,6 +15,7 @@ with the difference and whether the teacher's weights are the same bytes. The th
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,20 +24,28 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from tests.kernels import CONFIGS
 from tests.pipeline import ROOT
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = (argv if argv is not None else sys.argv[1:] or ["avx2_cpu"])[0]
-    if config not in CONFIGS:
-        sys.exit(f"error: unknown kernel configuration {config!r}; one of {', '.join(CONFIGS)}")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="avx2_cpu", choices=sorted(CONFIGS))
+    parser.add_argument("--steps", type=int, default=None, help="train.steps of the rerun (default: params.yaml's)")
+    args = parser.parse_args(argv)
+    config = args.config
     committed = json.loads((ROOT / "data/evaluate/metrics.json").read_text())
     with tempfile.TemporaryDirectory(prefix="metrics-kernels-") as folder:
         work = Path(folder)
         for name in ("affect", "stages"):
             shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy2(ROOT / "params.yaml", work / "params.yaml")
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        if args.steps is not None:
+            params["train"] |= {"steps": args.steps, "eval_every": args.steps, "checkpoint_every": args.steps,
+                                "warmup": min(params["train"]["warmup"], args.steps)}
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         for name in ("interim", "processed"):
             shutil.copytree(ROOT / "data" / name, work / "data" / name)
         env = {**os.environ, **CONFIGS[config]["env"], "PYTHONPATH": str(work)}

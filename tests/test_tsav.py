@@ -1,10 +1,14 @@
 """TSAV: the two torchvision streams at any width, initialisation from files, save and rebuild."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
 
-from affect.pipeline import PREPROCESSING, disagreements, model_record
+import affect
+from affect.pipeline import PREPROCESSING, code_fingerprint, disagreements, model_record
 from affect.schema import AUS
 from affect.tsav import (TSAV, TSAV_AUS, CheckpointError, init_model, load_checkpoint, load_kinetics, load_model,
                          load_tsav, save_model)
@@ -156,7 +160,8 @@ def test_a_model_file_records_how_it_was_made(tmp_path, small):
     path = tmp_path / "teacher.pt"
     save_model(small, path, model_record(changed, data="ab" * 32))
     _, record = load_checkpoint(path)
-    assert set(record) == {"preprocessing", "model", "train", "data"} and record["data"] == "ab" * 32
+    assert set(record) == {"preprocessing", "model", "train", "data", "code"} and record["data"] == "ab" * 32
+    assert record["code"] == code_fingerprint()
     assert set(record["preprocessing"]) == set(PREPROCESSING)
     assert {"align.detector", "landmarks.model", "mask.style", "align.crop_size", "clip.length", "clip.dilation",
             "clip.anchor", "audio.sample_rate", "audio.n_mels", "audio.mean", "audio.std"} <= set(PREPROCESSING)
@@ -170,3 +175,18 @@ def test_a_model_file_records_how_it_was_made(tmp_path, small):
     torch.save({"config": small.config, "state_dict": small.state_dict()}, old)
     with pytest.raises(CheckpointError, match=r"old.pt: an old model file without the record .*retrain it"):
         load_model(old)
+
+
+def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
+    """A model record's `code`: the same for a copy of the package, another for a one-character edit or a new
+    module, so the train stage never resumes (or takes as finished) a checkpoint made under other code."""
+    package = Path(affect.__file__).parent
+    copy = tmp_path / "affect"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(copy) == code_fingerprint(package) == code_fingerprint()
+    losses = copy / "losses.py"
+    losses.write_text(losses.read_text() + " ")
+    edited = code_fingerprint(copy)
+    assert edited != code_fingerprint(package)
+    (copy / "extra.py").write_text("")
+    assert code_fingerprint(copy) not in (edited, code_fingerprint(package))
