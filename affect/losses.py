@@ -13,6 +13,7 @@ in the autograd graph (DistributedDataParallel needs that) and nothing is ever N
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,11 +32,30 @@ def expr_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor
     return F.cross_entropy(logits[labelled].float(), target[labelled])
 
 
-def au_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits over the labelled rows, every AU of a row; `target` in [0, 1]."""
+def au_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor,
+            pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy with logits over the labelled rows, every AU of a row; `target` in [0, 1];
+    `pos_weight` (12,): the weight of each AU's positive term (None: 1, plain BCE)."""
     if not labelled.any():
         return _zero(logits)
-    return F.binary_cross_entropy_with_logits(logits[labelled].float(), target[labelled].float())
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(logits.device)
+    return F.binary_cross_entropy_with_logits(logits[labelled].float(), target[labelled].float(),
+                                              pos_weight=pos_weight)
+
+
+def au_pos_weight(au: np.ndarray, power: float) -> torch.Tensor | None:
+    """(12,) float32 positive weights (negatives / positives) ** `power` from AU labels `au` (N, 12) in
+    {-1 unlabelled, 0, 1}, counted over labelled rows; an AU without positives or negatives gets 1.
+    `power` 0 gives None (plain BCE, the paper), 1 balances each AU's positives and negatives, 0.5 is between:
+    a rare AU then crosses the metric's 0.5 threshold sooner, which its F1 needs."""
+    if power == 0:
+        return None
+    au = np.asarray(au)
+    rows = au[(au >= 0).all(1)]
+    positives, negatives = (rows == 1).sum(0), (rows == 0).sum(0)
+    ratio = np.where((positives > 0) & (negatives > 0), negatives / np.maximum(positives, 1), 1.0)
+    return torch.from_numpy((ratio ** power).astype(np.float32))
 
 
 def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -49,9 +69,19 @@ def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tens
 LOSSES = {"expr": expr_loss, "au": au_loss, "va": va_loss}
 
 
-def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each task's loss against the batch's labels, for every task the model outputs."""
-    return {task: LOSSES[task](outputs[task], batch[task], is_labelled(task, batch[task])) for task in outputs}
+def _loss(task: str, output: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
+          au_weight: torch.Tensor | None) -> torch.Tensor:
+    if task == "au":
+        return au_loss(output, target, rows, au_weight)
+    return LOSSES[task](output, target, rows)
+
+
+def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                      au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Each task's loss against the batch's labels, for every task the model outputs; `au_weight`: the AU
+    loss's positive weights (`au_pos_weight`)."""
+    return {task: _loss(task, outputs[task], batch[task], is_labelled(task, batch[task]), au_weight)
+            for task in outputs}
 
 
 def teacher_targets(task: str, teacher: torch.Tensor, kind: str) -> torch.Tensor:
@@ -77,8 +107,9 @@ def unlabelled_mask(batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
 
 
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
-                       batch: dict[str, torch.Tensor], kind: str = "hard") -> dict[str, torch.Tensor]:
+                       batch: dict[str, torch.Tensor], kind: str = "hard",
+                       au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per task, the same loss towards the teacher's targets on the samples flagged unlabelled for that task."""
-    return {task: LOSSES[task](student[task], teacher_targets(task, teacher[task], kind),
-                               unlabelled_mask(batch, task))
+    return {task: _loss(task, student[task], teacher_targets(task, teacher[task], kind),
+                        unlabelled_mask(batch, task), au_weight)
             for task in student}

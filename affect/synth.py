@@ -10,15 +10,17 @@ tinted, lit from one side). The face is then animated by a piecewise-affine warp
 those landmarks (plus forehead, cheek and border points, so the background stays put).
 
 Every person follows a latent performance, and labels, pixels and sound all derive from it:
-- expression segments of 1-4 s (smooth onsets and offsets) drive their FACS prototype action units with a
-  random intensity and per-AU jitter; each AU also acts alone now and then (AU_EVENT_RATE) and wavers a
-  little; each of the 12 ABAW2 AUs moves the landmark groups FACS describes (brows, lids, lip corners, lips,
+- expression segments of 0.8-2.5 s (smooth onsets and offsets, peak intensity 0.8-1) drive their FACS
+  prototype action units with per-AU jitter; each AU also acts alone now and then (AU_EVENT_RATE) and wavers
+  a little; each of the 12 ABAW2 AUs moves the landmark groups FACS describes (brows, lids, lip corners, lips,
   jaw); blinks and small head motion (rotation, scale, translation) come on top;
 - an AU is present (label 1) where its intensity exceeds 0.5; the expression label is the active segment's
-  expression where the segment's envelope times its intensity exceeds 0.25, else Neutral;
-- valence = clip(v_e * s(t) + 0.15 d_v(t)), arousal = clip(b + a_e * s(t) + 0.15 d_a(t)), with (v_e, a_e) the
+  expression where the segment's envelope times its intensity exceeds EXPR_THRESHOLD (0.4), else Neutral, so
+  a labelled frame shows its expression clearly;
+- valence = clip(v_e * s(t) + 0.05 d_v(t)), arousal = clip(b + a_e * s(t) + 0.05 d_a(t)), with (v_e, a_e) the
   expression's place on the circumplex (CIRCUMPLEX), s(t) the expression intensity, b a per-person baseline
-  arousal in [-0.3, 0.1] and d smooth noise in [-1, 1];
+  arousal in [-0.1, 0.1] and d smooth noise in [-1, 1]: what the labels say is what the face (and the voice)
+  show, so a model can learn it from a few dozen short videos;
 - the voice (harmonic source, formant envelope, syllables, pauses) gets louder (+18 dB per unit) and higher
   (+half an octave per unit) with arousal; in two-person videos it follows one of the two people.
 Then Aff-Wild2's incomplete labels: videos belong to random subsets of the task sets, annotated tracks have
@@ -82,8 +84,8 @@ N_POINTS = 106
 # FACS prototypes of the seven ABAW2 expressions: AU -> weight (1 = drives the AU fully).
 PROTOTYPES = {
     "Neutral": {},
-    "Anger": {"AU4": 1.0, "AU7": 0.9, "AU23": 0.8, "AU24": 0.8, "AU10": 0.4},
-    "Disgust": {"AU4": 0.6, "AU10": 1.0, "AU15": 0.8, "AU25": 0.5},
+    "Anger": {"AU4": 1.0, "AU7": 0.9, "AU23": 0.9, "AU24": 0.9},
+    "Disgust": {"AU4": 0.3, "AU10": 1.0, "AU15": 0.6, "AU25": 0.7},
     "Fear": {"AU1": 1.0, "AU2": 0.9, "AU4": 0.7, "AU7": 0.6, "AU25": 0.9, "AU26": 0.4},
     "Happiness": {"AU6": 1.0, "AU12": 1.0, "AU25": 0.6},
     "Sadness": {"AU1": 1.0, "AU4": 0.8, "AU15": 1.0},
@@ -92,9 +94,9 @@ PROTOTYPES = {
 # (valence, arousal) of each expression at full intensity (Russell's circumplex, rounded).
 CIRCUMPLEX = {"Neutral": (0.0, 0.0), "Anger": (-0.6, 0.7), "Disgust": (-0.65, 0.35), "Fear": (-0.6, 0.75),
               "Happiness": (0.75, 0.45), "Sadness": (-0.65, -0.4), "Surprise": (0.2, 0.8)}
-EXPR_THRESHOLD = 0.25  # expression label where envelope x intensity exceeds this, else Neutral
+EXPR_THRESHOLD = 0.4   # expression label where envelope x intensity exceeds this, else Neutral
 AU_THRESHOLD = 0.5     # AU label 1 where its intensity exceeds this
-AU_EVENT_RATE = 0.1    # per second: each AU's rate of activity outside the expressions (0.6-1.5 s bursts)
+AU_EVENT_RATE = 0.03   # per second: each AU's rate of activity outside the expressions (0.6-1.5 s bursts)
 
 SOURCE_LANDMARKS = Path(__file__).with_name("synth_faces.json")  # written by `python -m affect.synth landmarks`
 LANDMARK_STEP = 1 / 8  # px: grid of the committed source landmarks
@@ -394,38 +396,38 @@ def perform(rng: np.random.Generator, n: int, fps: float) -> Performance:
     arousal = np.zeros(n, np.float32)
     start, previous, shown = 0, -1, np.zeros(len(EXPRESSIONS))
     while start < n:
-        length = int(rng.uniform(1.0, 4.0) * fps)
+        length = int(rng.uniform(0.8, 2.5) * fps)
         choices = [e for e in range(len(EXPRESSIONS)) if e != previous]
-        weights = np.array([(2.0 if e == 0 else 1.0) / (1.0 + shown[e]) for e in choices])  # favour unshown ones
+        weights = np.array([1.0 / (1.0 + shown[e]) for e in choices])  # favour unshown ones
         e = int(rng.choice(choices, p=weights / weights.sum()))
         previous = e
         shown[e] += 1
         name = EXPRESSIONS[e]
         stop = min(n, start + length)
-        ramp_in, ramp_out = (int(rng.uniform(0.2, 0.6) * fps) for _ in range(2))
+        ramp_in, ramp_out = (int(rng.uniform(0.15, 0.4) * fps) for _ in range(2))
         env = _envelope(n, start, stop, ramp_in, ramp_out)
-        peak = rng.uniform(0.6, 1.0) if e else 0.0
+        peak = rng.uniform(0.8, 1.0) if e else 0.0
         s = (peak * env).astype(np.float32)
         span = slice(start, stop)
         intensity[span] = s[span]
         expr[span] = np.where(s[span] > EXPR_THRESHOLD, e, 0)
         for au_name, weight in PROTOTYPES[name].items():
-            jitter = rng.normal(1.0, 0.15)
+            jitter = rng.normal(1.0, 0.1)
             au[span, AUS.index(au_name)] += s[span] * weight * jitter
         v, a = CIRCUMPLEX[name]
         valence[span] = v * s[span]
         arousal[span] = a * s[span]
         start = stop
     for k in range(len(AUS)):      # each AU also acts on its own now and then, and wavers a little
-        au[:, k] += 0.12 * _smooth_noise(rng, n, fps, rng.uniform(0.5, 1.5))
+        au[:, k] += 0.05 * _smooth_noise(rng, n, fps, rng.uniform(0.5, 1.5))
         for _ in range(rng.poisson(AU_EVENT_RATE * n / fps)):
             start = int(rng.integers(0, n))
             stop = start + int(rng.uniform(0.6, 1.5) * fps)
             ramp = int(0.2 * fps)
-            au[:, k] += rng.uniform(0.4, 1.0) * _envelope(n, start, stop, ramp, ramp).astype(np.float32)
+            au[:, k] += rng.uniform(0.6, 1.0) * _envelope(n, start, stop, ramp, ramp).astype(np.float32)
     au = np.clip(au, 0.0, 1.0)
-    valence = np.clip(valence + 0.15 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
-    arousal = np.clip(rng.uniform(-0.3, 0.1) + arousal + 0.15 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
+    valence = np.clip(valence + 0.05 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
+    arousal = np.clip(rng.uniform(-0.1, 0.1) + arousal + 0.05 * _smooth_noise(rng, n, fps, 2.0), -1, 1)
 
     blink = np.zeros(n, np.float32)
     t = rng.uniform(0.3, 2.5) * fps

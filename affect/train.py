@@ -68,17 +68,19 @@ class TrainConfig:
 
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
-    steps: int = 1000                # optimiser steps
-    lr: float = 1e-3                 # Adam, peak (paper: 5e-4)
+    steps: int = 2000                # optimiser steps
+    lr: float = 2e-3                 # Adam, peak (paper: 5e-4)
     lr_schedule: str = "cosine"      # constant (paper) | cosine (to 0 at the last step)
-    warmup: int = 50                 # steps of linear warm-up from 0 to lr
+    warmup: int = 100                # steps of linear warm-up from 0 to lr
     ema: float = 0.99                # teacher EMA eta
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
-    consistency_rampup: int = 250    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
+    consistency_rampup: int = 500    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
     consistency_targets: str = "hard"  # hard | soft
-    eval_every: int = 100            # steps between validations and log entries
-    checkpoint_every: int = 100      # steps between checkpoints
+    eval_every: int = 250            # steps between validations and log entries
+    checkpoint_every: int = 250      # steps between checkpoints
     threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
+    au_pos_weight: tuple[float, ...] = ()  # the AU loss's positive weight per AU (affect.losses.au_pos_weight);
+                                           # empty: plain BCE
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
@@ -194,15 +196,16 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
     seen = student_input(batch, generator) if student_input else batch
+    au_weight = torch.tensor(config.au_pos_weight) if config.au_pos_weight else None
     with autocast(device):
         outputs = model(*[seen[name] for name in config.inputs])
-        terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch).items()}
+        terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch, au_weight).items()}
         loss = sum(terms.values())
         if config.method == "mean_teacher":
             noisy = teacher_input(batch, generator) if teacher_input else batch
             with torch.no_grad():
                 targets = teacher(*[noisy[name] for name in config.inputs])
-            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
+            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets, au_weight)
             terms |= {f"consistency/{task}": value for task, value in consistency.items()}
             loss = loss + weight * sum(consistency.values())
     optimizer.zero_grad(set_to_none=True)

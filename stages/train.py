@@ -14,6 +14,7 @@ import torch.distributed as dist
 from dvclive import Live
 
 from affect.data import ClipDataset
+from affect.losses import au_pos_weight
 from affect.mean_teacher import clip_augment, clip_brightness
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
@@ -36,7 +37,9 @@ def main() -> None:
     train_set = ClipDataset.from_partition(layout, "train", **loader_options(params))
     val_set = ClipDataset.from_partition(layout, "val", **loader_options(params))
     record = model_record(params, data_fingerprint(layout))
+    au_weight = au_pos_weight(train_set.labels["au"], train["au_balance"])
     config = TrainConfig(**{f.name: train[f.name] for f in dataclasses.fields(TrainConfig) if f.name in train},
+                         au_pos_weight=() if au_weight is None else tuple(au_weight.tolist()),
                          data=record_fingerprint(record))
     labelled_fraction = train["labelled_fraction"] if config.method == "mean_teacher" else 1.0
 

@@ -122,9 +122,9 @@ def test_a_model_made_with_other_preprocessing_is_refused(project, tmp_path):
     """The checkpoints record params.yaml's preprocessing: evaluating them on data read with another mask
     style and clip length would feed them other inputs, and the error names both keys."""
     params = project["params"] | {"mask": {**project["params"]["mask"], "style": "tsav_lines"},
-                                  "clip": {**project["params"]["clip"], "length": 4}}
+                                  "clip": {**project["params"]["clip"], "length": 8}}
     with pytest.raises(CheckpointError, match=r"teacher.pt: made with other preprocessing.*mask.style: model "
-                                              r"'regions', params 'tsav_lines'; clip.length: model 8, params 4"):
+                                              r"'regions', params 'tsav_lines'; clip.length: model 4, params 8"):
         run(project, tmp_path / "evaluate", params)
     assert not (tmp_path / "evaluate").exists()
 
@@ -144,7 +144,7 @@ def test_predict_reproduces_the_evaluate_stage_exactly(demo_pipeline, tmp_path, 
 
     project = copy_project(demo_pipeline, tmp_path / "project")
     set_param(project, "mask.style", "tsav_lines")
-    set_param(project, "clip.length", 4)
+    set_param(project, "clip.length", 8)
     assert ran(dvc(project, "repro").stdout) == {"masks@0", "masks@1", "train", "evaluate"}
     metrics = json.loads((project / "data/evaluate/metrics.json").read_text())
     assert set(metrics) == {"teacher", "student", "trivial"}
@@ -153,7 +153,7 @@ def test_predict_reproduces_the_evaluate_stage_exactly(demo_pipeline, tmp_path, 
         for result in tasks.values():
             assert -1 <= result["criterion"] <= 1 and result["frames"] > 0
     _, record = load_checkpoint(project / "data/train/teacher.pt")
-    assert record["preprocessing"]["mask.style"] == "tsav_lines" and record["preprocessing"]["clip.length"] == 4
+    assert record["preprocessing"]["mask.style"] == "tsav_lines" and record["preprocessing"]["clip.length"] == 8
     tracks = {r["track"]: r for r in pq.read_table(project / "data/interim/index/tracks.parquet").to_pylist()}
     files = sorted((project / "data/evaluate/predictions").glob("*/*.txt"))
     assert files
@@ -171,7 +171,7 @@ def test_predict_reproduces_the_evaluate_stage_exactly(demo_pipeline, tmp_path, 
             "--one-person" if person == "main" else "--two-person"]
     assert main(args + ([] if video["has_audio"] else ["--allow-silence"])) == 0
     warning = next(r.getMessage() for r in caplog.records if "differs from the preprocessing" in r.getMessage())
-    assert "clip.length: model 4, params 8" in warning and "mask.style: model 'tsav_lines', params 'regions'" in warning
+    assert "clip.length: model 8, params 4" in warning and "mask.style: model 'tsav_lines', params 'regions'" in warning
     compared = [path for path in files if path.stem == track]
     assert compared
     for path in compared:

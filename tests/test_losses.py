@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from affect.losses import consistency_losses, supervised_losses, teacher_targets
+from affect.losses import au_pos_weight, consistency_losses, supervised_losses, teacher_targets
 from affect.metrics import AU_THRESHOLD, au_criterion, ccc
 from affect.schema import TASKS
 
@@ -47,6 +47,37 @@ def test_supervised_losses_use_labelled_samples_only():
     changed["va"][[0, 2]] = 0.9
     for task, value in supervised_losses(changed, batch).items():
         assert torch.allclose(value, losses[task]), task
+
+
+def test_au_positive_weights_come_from_the_labelled_rows():
+    """(negatives / positives) ** power per AU over rows whose AUs are labelled; unlabelled rows (-1) do not
+    count, an AU never (or always) present gets 1, power 0 means plain BCE (None)."""
+    au = np.zeros((10, 12), np.int8)
+    au[:2, 0] = 1            # AU1: 2 of 8 labelled rows positive -> 6 / 2 = 3
+    au[:, 1] = 1             # AU2: always present -> 1
+    au[:4, 2] = 1            # AU4: 4 of 8 -> 1
+    au[8:] = -1              # two unlabelled rows, all positive if they counted
+    au[8:, 0] = 1
+    assert au_pos_weight(au, 0) is None
+    balanced = au_pos_weight(au, 1.0)
+    assert balanced.shape == (12,) and balanced.dtype == torch.float32
+    assert balanced[:3].tolist() == [3.0, 1.0, 1.0] and balanced[3:].tolist() == [1.0] * 9
+    assert torch.allclose(au_pos_weight(au, 0.5)[0], torch.tensor(3.0).sqrt())
+
+
+def test_au_positive_weight_scales_the_positive_terms_only():
+    """With weight w on an AU, a labelled positive's term is w times the plain one and a negative's is unchanged;
+    the consistency loss uses the same weights."""
+    out, batch = outputs(), labels()
+    weight = torch.full((12,), 2.0)
+    plain = F.binary_cross_entropy_with_logits(out["au"][2:4], batch["au"][2:4], reduction="none")
+    positive = batch["au"][2:4] == 1
+    expected = torch.where(positive, 2 * plain, plain).mean()
+    assert torch.allclose(supervised_losses(out, batch, weight)["au"], expected)
+    assert torch.allclose(supervised_losses(out, batch, torch.ones(12))["au"], supervised_losses(out, batch)["au"])
+    teacher = outputs(seed=1)
+    weighted = consistency_losses(out, teacher, batch, "soft", weight)["au"]
+    assert weighted > consistency_losses(out, teacher, batch, "soft")["au"]
 
 
 def test_no_label_for_a_task_adds_an_exact_zero_never_nan():

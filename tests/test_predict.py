@@ -89,13 +89,13 @@ def test_the_model_file_decides_the_preprocessing(tmp_path, speaker, models_dir,
     state = torch.load(checkpoint, weights_only=True)
     model = TSAV(width=0.125)
     model.load_state_dict(state["state_dict"])
-    save_model(model, other, model_record(params({"mask": {"style": "tsav_lines"}, "clip": {"length": 4}}), data=""))
+    save_model(model, other, model_record(params({"mask": {"style": "tsav_lines"}, "clip": {"length": 8}}), data=""))
     assert run_cli(speaker, "--checkpoint", checkpoint, "--out", tmp_path / "same", "--models-dir", models_dir) == 0
     assert run_cli(speaker, "--checkpoint", other, "--out", tmp_path / "other", "--models-dir", models_dir) == 0
     warning = [r.getMessage() for r in caplog.records if "differs from the preprocessing" in r.getMessage()]
     assert len(warning) == 1 and str(other) in warning[0]
     assert "mask.style: model 'tsav_lines', params 'regions'" in warning[0]
-    assert "clip.length: model 4, params 8" in warning[0]
+    assert "clip.length: model 8, params 4" in warning[0]
     check_files(tmp_path / "other", "speaker", 25)
     same, changed = (read_annotation(tmp_path / name / "VA" / "speaker.txt", "va").values for name in ("same", "other"))
     assert not np.array_equal(same, changed)

@@ -155,7 +155,7 @@ def test_a_model_file_records_how_it_was_made(tmp_path, small):
     """The record holds every preprocessing key (detector, landmark model, mask style, crop size, clip and
     audio parameters), the model and train groups and the data fingerprint; `disagreements` names the keys a
     params.yaml changes; a file saved without a record is refused in one line."""
-    changed = params({"mask": {"style": "tsav_lines"}, "clip": {"length": 4}, "align": {"detector": "scrfd_500m"},
+    changed = params({"mask": {"style": "tsav_lines"}, "clip": {"length": 8}, "align": {"detector": "scrfd_500m"},
                       "train": {"lr": 0.001}})
     path = tmp_path / "teacher.pt"
     save_model(small, path, model_record(changed, data="ab" * 32))
@@ -170,7 +170,7 @@ def test_a_model_file_records_how_it_was_made(tmp_path, small):
     assert disagreements(record, changed) == []
     assert disagreements(record, params()) == ["align.detector: model 'scrfd_500m', params 'scrfd_2.5g'",
                                                "mask.style: model 'tsav_lines', params 'regions'",
-                                               "clip.length: model 4, params 8"]
+                                               "clip.length: model 8, params 4"]
     old = tmp_path / "old.pt"
     torch.save({"config": small.config, "state_dict": small.state_dict()}, old)
     with pytest.raises(CheckpointError, match=r"old.pt: an old model file without the record .*retrain it"):
