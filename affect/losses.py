@@ -13,6 +13,8 @@ in the autograd graph (DistributedDataParallel needs that) and nothing is ever N
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,18 +46,19 @@ def au_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor,
                                               pos_weight=pos_weight)
 
 
-def au_pos_weight(au: np.ndarray, power: float) -> torch.Tensor | None:
-    """(12,) float32 positive weights (negatives / positives) ** `power` from AU labels `au` (N, 12) in
+def au_pos_weight(au: np.ndarray, power: float) -> tuple[float, ...]:
+    """12 positive weights (negatives / positives) ** `power` (float32 values) from AU labels `au` (N, 12) in
     {-1 unlabelled, 0, 1}, counted over labelled rows; an AU without positives or negatives gets 1.
-    `power` 0 gives None (plain BCE, the paper), 1 balances each AU's positives and negatives, 0.5 is between:
-    a rare AU then crosses the metric's 0.5 threshold sooner, which its F1 needs."""
+    `power` 0 gives () (plain BCE, the paper), 1 balances each AU's positives and negatives, 0.5 is between:
+    a rare AU then crosses the metric's 0.5 threshold sooner, which its F1 needs. The result is what
+    `affect.train.TrainConfig.au_pos_weight` takes."""
     if power == 0:
-        return None
+        return ()
     au = np.asarray(au)
     rows = au[(au >= 0).all(1)]
     positives, negatives = (rows == 1).sum(0), (rows == 0).sum(0)
     ratio = np.where((positives > 0) & (negatives > 0), negatives / np.maximum(positives, 1), 1.0)
-    return torch.from_numpy((ratio ** power).astype(np.float32))
+    return tuple((ratio ** power).astype(np.float32).tolist())
 
 
 def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
@@ -69,19 +72,17 @@ def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tens
 LOSSES = {"expr": expr_loss, "au": au_loss, "va": va_loss}
 
 
-def _loss(task: str, output: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
-          au_weight: torch.Tensor | None) -> torch.Tensor:
-    if task == "au":
-        return au_loss(output, target, rows, au_weight)
-    return LOSSES[task](output, target, rows)
+def task_losses(au_weight: torch.Tensor | None) -> dict:
+    """LOSSES with the AU loss's positive weights `au_weight` (None: plain BCE) bound."""
+    return LOSSES | {"au": functools.partial(au_loss, pos_weight=au_weight)}
 
 
 def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                       au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Each task's loss against the batch's labels, for every task the model outputs; `au_weight`: the AU
     loss's positive weights (`au_pos_weight`)."""
-    return {task: _loss(task, outputs[task], batch[task], is_labelled(task, batch[task]), au_weight)
-            for task in outputs}
+    losses = task_losses(au_weight)
+    return {task: losses[task](outputs[task], batch[task], is_labelled(task, batch[task])) for task in outputs}
 
 
 def teacher_targets(task: str, teacher: torch.Tensor, kind: str) -> torch.Tensor:
@@ -110,6 +111,6 @@ def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torc
                        batch: dict[str, torch.Tensor], kind: str = "hard",
                        au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per task, the same loss towards the teacher's targets on the samples flagged unlabelled for that task."""
-    return {task: _loss(task, student[task], teacher_targets(task, teacher[task], kind),
-                        unlabelled_mask(batch, task), au_weight)
+    losses = task_losses(au_weight)
+    return {task: losses[task](student[task], teacher_targets(task, teacher[task], kind), unlabelled_mask(batch, task))
             for task in student}

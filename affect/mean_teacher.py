@@ -84,13 +84,27 @@ def flip_shift(clip: torch.Tensor, flip: float, shift: int, generator: torch.Gen
     return out
 
 
-def clip_augment(flip: float, shift: int, brightness: float) -> Callable[[dict, torch.Generator], dict]:
-    """The student's view of a batch of clips (a `student_input` for `affect.train.fit`): `flip_shift` and
-    random brightness. Expression, AU and VA labels do not change under a mirror or a small shift."""
+def silence(mel: torch.Tensor, probability: float, value: float, generator: torch.Generator) -> torch.Tensor:
+    """Per sample of a batch of mel windows (B, 1, n_mels, W): replaced by `value` everywhere (the normalised
+    level of a video without audio) with probability `probability`, else unchanged. A 2 s mel window is
+    nearly unique to its place in its video, so a network can memorise a training video's labels from the
+    sound alone; silencing it for part of the batch makes the face carry the expression."""
+    silent = (torch.rand(mel.shape[0], generator=generator) < probability).to(mel.device).view(-1, 1, 1, 1)
+    return torch.where(silent, torch.full_like(mel, value), mel)
+
+
+def clip_augment(flip: float, shift: int, brightness: float, mel_dropout: float = 0.0, silent_mel: float = 0.0
+                 ) -> Callable[[dict, torch.Generator], dict]:
+    """The student's view of a batch of clips (a `student_input` for `affect.train.fit`): `flip_shift`,
+    random brightness and, with probability `mel_dropout` per sample, a silent mel (`silence`, at the
+    normalised level `silent_mel`). Expression, AU and VA labels do not change under a mirror or a small
+    shift; a silent sample keeps its labels, as a video without audio does."""
     def student_input(batch: dict, generator: torch.Generator) -> dict:
         clip = flip_shift(batch["clip"], flip, shift, generator)
         if brightness > 0:
             clip = brighten(clip, brightness, CLIP_MEAN[:3], CLIP_STD[:3], generator)
+        if mel_dropout > 0:
+            return batch | {"clip": clip, "mel": silence(batch["mel"], mel_dropout, silent_mel, generator)}
         return batch | {"clip": clip}
     return student_input
 

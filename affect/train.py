@@ -182,11 +182,13 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
                config: TrainConfig, teacher_input: Callable[[Batch, torch.Generator], Batch] | None,
                device: torch.device, rank: int,
                student_input: Callable[[Batch, torch.Generator], Batch] | None = None,
-               channels_last: bool = False) -> tuple[dict[str, torch.Tensor], float]:
+               channels_last: bool = False, au_weight: torch.Tensor | None = None
+               ) -> tuple[dict[str, torch.Tensor], float]:
     """One optimiser step of `model` (the student, or its DDP wrapper) and the teacher's EMA update; returns
     the loss terms (and "loss") and the consistency weight used. The student sees `student_input` of the
     batch (augmentation), the teacher `teacher_input` of the original batch. `channels_last`: 5-D inputs go
-    in as channels-last 3D (with `channels_last_3d` models)."""
+    in as channels-last 3D (with `channels_last_3d` models). `au_weight`: the AU loss's positive weights
+    (`config.au_pos_weight` as a tensor; None: plain BCE)."""
     batch = _to(batch, device)
     if channels_last:
         batch = {key: value.contiguous(memory_format=torch.channels_last_3d) if value.dim() == 5 else value
@@ -196,7 +198,6 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
     seen = student_input(batch, generator) if student_input else batch
-    au_weight = torch.tensor(config.au_pos_weight) if config.au_pos_weight else None
     with autocast(device):
         outputs = model(*[seen[name] for name in config.inputs])
         terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch, au_weight).items()}
@@ -265,6 +266,7 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
         channels_last_3d(student)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
     teacher = make_teacher(student)
+    au_weight = torch.tensor(config.au_pos_weight, dtype=torch.float32) if config.au_pos_weight else None
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     run = resume(checkpoint_path, config, record, student, teacher, optimizer)
     for step, metrics in run.history:
@@ -280,7 +282,7 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
         bar = tqdm(total=config.steps, initial=run.step, desc=config.method, disable=not progress or rank != 0)
         for step, batch in zip(range(run.step, config.steps), batches(run.step)):
             terms, weight = train_step(model, teacher, optimizer, batch, step, config, teacher_input, device, rank,
-                                       student_input, channels_last)
+                                       student_input, channels_last, au_weight)
             run.add(terms)
             run.step = step + 1
             bar.update()

@@ -13,6 +13,12 @@ number is scored on the same frames. The report gives, per method, label fractio
 teacher = the EMA of the student, which both methods keep) and task, the mean and the spread (sample
 standard deviation and min..max) of the criterion over the seeds found, and the mean criterion of the three
 tasks (of those on the validation side). Experiments are named `sweep-<method>-f<fraction>-s<seed>`; other experiments are ignored.
+
+A variant of a method (other settings, say soft pseudo-labels) is queued with `--variant NAME` and its
+`-S` settings; its experiments are named `sweep-<method>-f<fraction>-s<seed>-<NAME>` and reported as the
+method `<method>/<NAME>`, beside the plain method:
+
+    python -m bench.sweep queue --methods mean_teacher --variant soft -S train.consistency_targets=soft
 """
 
 from __future__ import annotations
@@ -34,20 +40,22 @@ TASKS = ("expr", "au", "va")
 MODELS = ("student", "teacher")
 METRICS = "data/evaluate/metrics.json"
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of this environment, activated or not
-NAME = re.compile(r"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)$")
+NAME = re.compile(r"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-(?P<variant>[a-z0-9_.]+))?$")
 
 
-def experiment_name(method: str, fraction: float, seed: int) -> str:
-    return f"sweep-{method}-f{fraction:g}-s{seed}"
+def experiment_name(method: str, fraction: float, seed: int, variant: str = "") -> str:
+    return f"sweep-{method}-f{fraction:g}-s{seed}" + (f"-{variant}" if variant else "")
 
 
 def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, ...] = (),
-          cwd: str | Path = ".") -> list[str]:
+          cwd: str | Path = ".", variant: str = "") -> list[str]:
     """Queue one `dvc exp run` per (method, fraction, seed) in the project at `cwd`; `extra` are more
-    `-S key=value` settings for all."""
+    `-S key=value` settings for all, and `variant` names them (reported as the method `<method>/<variant>`)."""
+    if variant and not re.fullmatch(r"[a-z0-9_.]+", variant):
+        raise ValueError(f"sweep variant {variant!r}: use lower-case letters, digits, '_' and '.'")
     names = []
     for method, fraction, seed in itertools.product(methods, fractions, seeds):
-        name = experiment_name(method, fraction, seed)
+        name = experiment_name(method, fraction, seed, variant)
         settings = [f"train.method={method}", f"partition.label_fraction={fraction}", f"train.seed={seed}",
                     f"partition.label_seed={seed}", *extra]
         subprocess.run([DVC, "exp", "run", "--queue", "-n", name, *[a for s in settings for a in ("-S", s)]],
@@ -86,7 +94,8 @@ def curve(rows: list[dict]) -> dict:
         match = NAME.match(str(row["name"]))
         if not match or not row["metrics"]:
             continue
-        method, fraction = match["method"], float(match["fraction"])
+        method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+        fraction = float(match["fraction"])
         for model in MODELS:
             scores = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
             scores["mean"] = float(np.mean(list(scores.values())))  # of the tasks on the validation side
@@ -105,12 +114,17 @@ def spread(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {sd:.3f} [{v.min():.3f}..{v.max():.3f}]"
 
 
+def _method_order(method: str) -> tuple[int, str]:
+    """Sort key: the plain methods in METHODS order, each followed by its variants."""
+    base, _, variant = method.partition("/")
+    return (METHODS.index(base) if base in METHODS else len(METHODS), variant)
+
+
 def table(results: dict) -> str:
     """Markdown table of the curve, one row per (method, fraction, model)."""
     lines = ["| method | label fraction | model | seeds | expression | AU | VA | mean of the tasks |",
              "|---|---:|---|---:|---|---|---|---|"]
-    for method, fraction, model in sorted(results, key=lambda k: (k[1], METHODS.index(k[0]) if k[0] in METHODS
-                                                                   else 9, k[2])):
+    for method, fraction, model in sorted(results, key=lambda k: (k[1], _method_order(k[0]), k[2])):
         cell = results[(method, fraction, model)]
         lines.append(f"| {method} | {fraction:g} | {model} | {len(cell['mean'])} | "
                      + " | ".join(spread(cell[key]) for key in (*TASKS, "mean")) + " |")
@@ -126,12 +140,14 @@ def plot(results: dict, path: str | Path) -> None:
 
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
+    methods = sorted({m for m, _, _ in results}, key=_method_order)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
+    styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":")
+              for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
     fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharex=True)
     for ax, key in zip(axes, titles):
-        for (method, model), style in {("supervised", "student"): ("tab:blue", "-"),
-                                       ("supervised", "teacher"): ("tab:blue", ":"),
-                                       ("mean_teacher", "student"): ("tab:orange", ":"),
-                                       ("mean_teacher", "teacher"): ("tab:orange", "-")}.items():
+        for (method, model), style in styles.items():
             points = sorted((f, results[(m, f, mo)][key]) for (m, f, mo) in results
                             if m == method and mo == model and results[(m, f, mo)][key])
             if not points:
@@ -177,11 +193,12 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     q.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     q.add_argument("-S", dest="extra", action="append", default=[], help="another key=value for every run")
+    q.add_argument("--variant", default="", help="name of these settings (experiments sweep-...-<variant>)")
     r = sub.add_parser("report", help="table and plot of the finished experiments")
     r.add_argument("--plot", default="data/readme/sweep.png")
     args = parser.parse_args(argv or [])  # `python -m bench` calls main() without arguments: the report
     if args.command == "queue":
-        for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra)):
+        for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant):
             print(name)
     else:
         report(getattr(args, "plot", "data/readme/sweep.png"))

@@ -16,6 +16,7 @@ from dvclive import Live
 from affect.data import ClipDataset
 from affect.losses import au_pos_weight
 from affect.mean_teacher import clip_augment, clip_brightness
+from affect.mel import SILENCE_DB
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
 from affect.train import TrainConfig, clip_batches, fit, validation
@@ -37,9 +38,8 @@ def main() -> None:
     train_set = ClipDataset.from_partition(layout, "train", **loader_options(params))
     val_set = ClipDataset.from_partition(layout, "val", **loader_options(params))
     record = model_record(params, data_fingerprint(layout))
-    au_weight = au_pos_weight(train_set.labels["au"], train["au_balance"])
     config = TrainConfig(**{f.name: train[f.name] for f in dataclasses.fields(TrainConfig) if f.name in train},
-                         au_pos_weight=() if au_weight is None else tuple(au_weight.tolist()),
+                         au_pos_weight=au_pos_weight(train_set.labels["au"], train["au_balance"]),
                          data=record_fingerprint(record))
     labelled_fraction = train["labelled_fraction"] if config.method == "mean_teacher" else 1.0
 
@@ -57,8 +57,9 @@ def main() -> None:
             live.log_metric(name, value)
         live.next_step()
 
-    augmented = train.get("flip", 0.0) or train.get("shift", 0) or train.get("augment_brightness", 0.0)
-    augment = clip_augment(train.get("flip", 0.0), train.get("shift", 0), train.get("augment_brightness", 0.0))
+    augmented = train["flip"] or train["shift"] or train["augment_brightness"] or train["mel_dropout"]
+    silent_mel = (SILENCE_DB - params["audio"]["mean"]) / params["audio"]["std"]
+    augment = clip_augment(train["flip"], train["shift"], train["augment_brightness"], train["mel_dropout"], silent_mel)
     student, teacher = fit(student, batches, config, teacher_input=clip_brightness(train["brightness"]),
                            student_input=augment if augmented else None,
                            validate=validate, on_log=log_to_dvclive if live else None,

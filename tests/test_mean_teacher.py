@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from affect.data import CLIP_MEAN, CLIP_STD
-from affect.mean_teacher import brighten, clip_augment, consistency_weight, ema_eta, ema_update, flip_shift, make_teacher
+from affect.mean_teacher import (brighten, clip_augment, consistency_weight, ema_eta, ema_update, flip_shift, make_teacher,
+                                 silence)
 from affect.train import TrainConfig, fit, learning_rate
 
 
@@ -159,6 +160,23 @@ def test_flip_shift_moves_rgb_and_mask_together_and_is_seeded():
     assert torch.equal(out, flip_shift(clip, 0.5, 2, torch.Generator().manual_seed(0)))
     assert torch.equal(flip_shift(clip, 0.0, 0, torch.Generator()), clip)
     assert clip_augment(0.5, 2, 0.2)({"clip": clip}, torch.Generator().manual_seed(1))["clip"].shape == clip.shape
+
+
+def test_mel_dropout_silences_whole_samples_and_keeps_the_labels():
+    """`silence` replaces a sample's whole mel window by the silent level or leaves it exactly as it was, at
+    about the stated rate and the same for the same generator seed; the student's view keeps the labels."""
+    mel = torch.randn(400, 1, 8, 5)
+    out = silence(mel, 0.3, -4.0, torch.Generator().manual_seed(0))
+    silent = (out == -4.0).flatten(1).all(1)
+    assert torch.equal(out[~silent], mel[~silent])
+    assert 0.22 < silent.float().mean().item() < 0.38
+    assert torch.equal(out, silence(mel, 0.3, -4.0, torch.Generator().manual_seed(0)))
+    assert torch.equal(silence(mel, 0.0, -4.0, torch.Generator()), mel)
+    assert (silence(mel, 1.0, -4.0, torch.Generator()) == -4.0).all()
+    batch = {"clip": torch.zeros(4, 4, 3, 16, 16), "mel": mel[:4], "expr": torch.arange(4)}
+    view = clip_augment(0.0, 0, 0.0, 1.0, -4.0)(batch, torch.Generator())
+    assert (view["mel"] == -4.0).all() and torch.equal(view["expr"], batch["expr"])
+    assert torch.equal(clip_augment(0.0, 0, 0.0)(batch, torch.Generator())["mel"], batch["mel"])
 
 
 def test_cosine_schedule_with_warm_up():

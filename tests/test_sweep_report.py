@@ -19,3 +19,19 @@ def test_running_and_queued_experiments_are_left_out():
                 _experiment("sweep-supervised-f0.1-s3", "failed", 0.9)]}]
     results = sweep.curve(sweep.experiments(show))
     assert results[("supervised", 0.1, "teacher")]["expr"] == [0.2]
+
+
+def test_variants_are_reported_beside_their_method():
+    """`sweep-<method>-f<fraction>-s<seed>-<variant>` is the method `<method>/<variant>`; other names are ignored."""
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        _experiment("sweep-mean_teacher-f0.1-s0", "success", 0.2),
+        _experiment("sweep-mean_teacher-f0.1-s0-soft", "success", 0.4),
+        _experiment("sweep-mean_teacher-f0.1-s1-soft", "success", 0.6),
+        _experiment("sweep-mean_teacher-f0.1-s1-Soft!", "success", 0.9),
+        _experiment("my-run", "success", 0.9)]}]
+    results = sweep.curve(sweep.experiments(show))
+    assert sorted({method for method, _, _ in results}) == ["mean_teacher", "mean_teacher/soft"]
+    assert results[("mean_teacher/soft", 0.1, "teacher")]["expr"] == [0.4, 0.6]
+    lines = sweep.table(results).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| mean_teacher"] * 2 + ["| mean_teacher/soft"] * 2
+    assert sweep.experiment_name("mean_teacher", 0.1, 2, "soft") == "sweep-mean_teacher-f0.1-s2-soft"
