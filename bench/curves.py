@@ -1,29 +1,78 @@
 """Learning curves of the last `train` run as a PNG for the README, from dvclive's logs.
 
     python -m bench.curves [--out data/readme/learning_curves.png] [--dvclive dvclive]
+    python -m bench.curves --compare EXP [EXP ...] [--out data/readme/compare.png]
 
 Left: the supervised loss per task and the consistency loss (dvclive/plots/metrics/train/...), per logged
 step. Right: the validation criteria of teacher and student per task (dvclive/plots/metrics/val/...), the
 same numbers `dvc plots show` draws, in one picture.
+`--compare`: DVC experiments of this project side by side (their dvclive logs, read with `dvc.api` at each
+experiment's ref): the supervised expression loss on the training side and the teacher's validation
+criterion per task. A training loss that falls while the validation criterion stays flat is memorisation.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
+import subprocess
 from pathlib import Path
 
 TASKS = {"expr": "expression", "au": "AU", "va": "VA"}
 
 
-def read(path: Path) -> tuple[list[int], list[float]]:
-    """(steps, values) of one dvclive .tsv (columns timestamp, step, <name>); empty when absent."""
-    if not path.is_file():
-        return [], []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+def parse(text: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of the text of one dvclive .tsv (columns timestamp, step, <name>)."""
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
     name = [k for k in rows[0] if k not in ("timestamp", "step")][0] if rows else ""
     return [int(r["step"]) for r in rows], [float(r[name]) for r in rows]
+
+
+def read(path: Path) -> tuple[list[int], list[float]]:
+    """(steps, values) of one dvclive .tsv file; empty when absent."""
+    return parse(path.read_text()) if path.is_file() else ([], [])
+
+
+def experiment_ref(name: str) -> str:
+    """The git ref of the DVC experiment `name` in this repository (refs/exps/.../name)."""
+    refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    found = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+    if not found:
+        raise SystemExit(f"bench.curves: no experiment named {name!r} here (`dvc exp list --all-commits`)")
+    return found[-1]
+
+
+def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
+    """Experiments side by side: training expression loss and the teacher's validation criteria."""
+    import dvc.api
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("train/supervised/expr", "expression loss, training side (supervised)")] + [
+        (f"val/teacher/{task}", f"{label}, teacher, validation side") for task, label in TASKS.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for k, name in enumerate(names):
+        ref = experiment_ref(name)
+        for ax, (metric, _) in zip(axes, panels):
+            try:
+                steps, values = parse(dvc.api.read(f"{dvclive}/plots/metrics/{metric}.tsv", rev=ref))
+            except FileNotFoundError:
+                continue
+            ax.plot(steps, values, color=f"C{k}", marker="o", label=name)
+    for ax, (_, title) in zip(axes, panels):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("loss / criterion")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def draw(root: Path, out: Path) -> None:
@@ -56,8 +105,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/readme/learning_curves.png")
     parser.add_argument("--dvclive", default="dvclive")
+    parser.add_argument("--compare", nargs="+", metavar="EXP", help="DVC experiments to draw side by side")
     args = parser.parse_args()
-    draw(Path(args.dvclive), Path(args.out))
+    if args.compare:
+        compare(args.compare, Path(args.out), args.dvclive)
+    else:
+        draw(Path(args.dvclive), Path(args.out))
     print(args.out)
 
 

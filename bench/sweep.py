@@ -132,7 +132,8 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, path: str | Path) -> None:
-    """Criterion against label fraction, one panel per task and the mean, mean over seeds with min..max band."""
+    """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
+    at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,14 +148,16 @@ def plot(results: dict, path: str | Path) -> None:
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
     fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharex=True)
     for ax, key in zip(axes, titles):
-        for (method, model), style in styles.items():
+        for k, ((method, model), style) in enumerate(styles.items()):
             points = sorted((f, results[(m, f, mo)][key]) for (m, f, mo) in results
                             if m == method and mo == model and results[(m, f, mo)][key])
             if not points:
                 continue
-            x = [f for f, _ in points]
+            x = [f * 1.04 ** (k - len(styles) / 2) for f, _ in points]  # side by side on the log axis
             mean = [np.mean(v) for _, v in points]
-            ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o", label=f"{method}, {model}")
+            ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o" if style[1] == "-" else ".",
+                    label=f"{method}, {model}")
+            ax.vlines(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.5)
             ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.12)
         ax.set_xscale("log")
         ax.set_title(titles[key])
@@ -162,7 +165,7 @@ def plot(results: dict, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("criterion on the validation side")
     axes[-1].legend(fontsize=8)
-    fig.suptitle("Semi-supervised curve: mean over seeds, band = min..max")
+    fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
