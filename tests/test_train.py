@@ -236,7 +236,7 @@ def check_train_stage(data: Path, project: Path) -> None:
     shutil.copytree(ROOT / "stages", project / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["model"]["width"] = 0.125
-    params["train"] |= {"steps": 120, "batch_size": 16, "eval_every": 40, "checkpoint_every": 60}
+    params["train"] |= {"steps": 120, "batch_size": 16, "eval_every": 40, "checkpoint_every": 60, "mel_dropout": 0.0}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (project / "data").mkdir()
     for name in ("interim", "processed"):
@@ -280,7 +280,10 @@ def test_train_stage_on_the_demo(demo_pipeline, tmp_path):
     logs are too noisy on this little data to compare), the stage's
     dvclive log and saved models agree, and the student beats the trivial predictors on VA and on the mean
     criterion. (120 steps on a CPU do not beat every trivial predictor task by task, and the teacher, an EMA
-    with eta 0.99, still lags the student this early.)"""
+    with eta 0.99, still lags the student this early.) The run keeps the sound for every sample
+    (`train.mel_dropout` 0): in 120 steps the demo's VA is learned from the voice first, and with half of the
+    samples silent (the default, for the 2,000-step run) the training VA loss was no lower than an untrained
+    model's (1.035 against 0.975)."""
     check_train_stage(demo_pipeline / "data", tmp_path / "project")
 
 
