@@ -40,7 +40,8 @@ TASKS = ("expr", "au", "va")
 MODELS = ("student", "teacher")
 METRICS = "data/evaluate/metrics.json"
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of this environment, activated or not
-NAME = re.compile(r"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-(?P<variant>[a-z0-9_.]+))?$")
+VARIANT = r"[a-z0-9_.]+"  # characters of a variant's name
+NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-(?P<variant>{VARIANT}))?$")
 
 
 def experiment_name(method: str, fraction: float, seed: int, variant: str = "") -> str:
@@ -51,7 +52,7 @@ def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, .
           cwd: str | Path = ".", variant: str = "") -> list[str]:
     """Queue one `dvc exp run` per (method, fraction, seed) in the project at `cwd`; `extra` are more
     `-S key=value` settings for all, and `variant` names them (reported as the method `<method>/<variant>`)."""
-    if variant and not re.fullmatch(r"[a-z0-9_.]+", variant):
+    if variant and not re.fullmatch(VARIANT, variant):
         raise ValueError(f"sweep variant {variant!r}: use lower-case letters, digits, '_' and '.'")
     names = []
     for method, fraction, seed in itertools.product(methods, fractions, seeds):
