@@ -108,9 +108,12 @@ def unlabelled_mask(batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
 
 
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
-                       batch: dict[str, torch.Tensor], kind: str = "hard",
-                       au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Per task, the same loss towards the teacher's targets on the samples flagged unlabelled for that task."""
-    losses = task_losses(au_weight)
-    return {task: losses[task](student[task], teacher_targets(task, teacher[task], kind), unlabelled_mask(batch, task))
+                       batch: dict[str, torch.Tensor], kind: str = "hard") -> dict[str, torch.Tensor]:
+    """Per task, the task's plain loss towards the teacher's targets on the samples flagged unlabelled for it.
+
+    The AU term is plain BCE, never the supervised loss's positive weights: with weight w > 1 the student's
+    best answer to a teacher probability p is w p / (w p + 1 - p) > p, and as the teacher follows the student
+    every AU drifts to "present" on the unlabelled data (the only stable point is p = 1). Unweighted, the
+    student's best answer is the teacher's own p."""
+    return {task: LOSSES[task](student[task], teacher_targets(task, teacher[task], kind), unlabelled_mask(batch, task))
             for task in student}

@@ -187,8 +187,8 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
     """One optimiser step of `model` (the student, or its DDP wrapper) and the teacher's EMA update; returns
     the loss terms (and "loss") and the consistency weight used. The student sees `student_input` of the
     batch (augmentation), the teacher `teacher_input` of the original batch. `channels_last`: 5-D inputs go
-    in as channels-last 3D (with `channels_last_3d` models). `au_weight`: the AU loss's positive weights
-    (`config.au_pos_weight` as a tensor; None: plain BCE)."""
+    in as channels-last 3D (with `channels_last_3d` models). `au_weight`: the supervised AU loss's positive
+    weights (`config.au_pos_weight` as a tensor; None: plain BCE); the consistency loss never weights."""
     batch = _to(batch, device)
     if channels_last:
         batch = {key: value.contiguous(memory_format=torch.channels_last_3d) if value.dim() == 5 else value
@@ -206,7 +206,7 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
             noisy = teacher_input(batch, generator) if teacher_input else batch
             with torch.no_grad():
                 targets = teacher(*[noisy[name] for name in config.inputs])
-            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets, au_weight)
+            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
             terms |= {f"consistency/{task}": value for task, value in consistency.items()}
             loss = loss + weight * sum(consistency.values())
     optimizer.zero_grad(set_to_none=True)

@@ -6,6 +6,11 @@ Queue the sweep in DVC's experiment queue, run it, then read the results back wi
     dvc queue start -j 1                         # runs them (one at a time on a CPU machine)
     python -m bench.sweep report                 # table (stdout, BENCHMARKS.md) and data/readme/sweep.png
 
+DVC experiments live in the checkout that ran them, so the report also keeps every finished sweep
+experiment's criteria in `bench/sweep_results.json` (committed): each row names the experiment and the
+commit it ran on; a later report reads that file back and adds this checkout's experiments, a rerun
+replacing the row of the same name. A fresh clone's report thus shows the whole table.
+
 Each experiment sets `train.method`, `partition.label_fraction` and the seed (`train.seed` and
 `partition.label_seed`, so the seed picks both the model's initialisation and batches and which training
 videos keep their labels); the validation side (`partition.seed`) is the same for every run, so every
@@ -39,6 +44,7 @@ SEEDS = (0, 1, 2)
 TASKS = ("expr", "au", "va")
 MODELS = ("student", "teacher")
 METRICS = "data/evaluate/metrics.json"
+RESULTS = "bench/sweep_results.json"  # the sweep's criteria, kept (relative to the project)
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of this environment, activated or not
 VARIANT = r"[a-z0-9_.]+"  # characters of a variant's name
 NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-(?P<variant>{VARIANT}))?$")
@@ -66,26 +72,40 @@ def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, .
 
 
 def experiments(show: list) -> list[dict]:
-    """Every finished experiment of `dvc exp show --json` output as {"name", "params", "metrics"} (committed
-    rows too); queued, running and failed ones are left out (a running one shows its baseline's metrics)."""
+    """Every finished experiment of `dvc exp show --json` output as {"name", "commit", "params", "metrics"}
+    (committed rows too; "commit": the commit an experiment ran on); queued, running and failed ones are
+    left out (a running one shows its baseline's metrics)."""
     rows = []
 
-    def visit(entry: dict) -> None:
+    def visit(entry: dict, commit: str) -> None:
         data = entry.get("data") or {}
         name = entry.get("name") or data.get("name") or entry.get("rev")
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         metrics = ((data.get("metrics") or {}).get(METRICS) or {}).get("data") or {}
-        rows.append({"name": name, "params": params, "metrics": metrics})
+        rows.append({"name": name, "commit": commit, "params": params, "metrics": metrics})
         for child in entry.get("experiments") or []:
             state = ((child.get("executor") or {}).get("state")) or "success"
             if state != "success":  # queued or running: its metrics are still its baseline's
                 continue
             for revision in child.get("revs") or []:
-                visit(revision)
+                visit(revision, commit)
 
     for entry in show:
-        visit(entry)
+        visit(entry, str(entry.get("rev", "")))
     return rows
+
+
+def kept(rows: list[dict], stored: list[dict]) -> list[dict]:
+    """The rows of `bench/sweep_results.json`: `stored` rows with this checkout's sweep experiments `rows`
+    added, a row of the same name replaced; each {"name", "commit", "metrics": {model: {task: {"criterion"}}}}
+    (the criteria only), sorted by name."""
+    merged = {row["name"]: row for row in stored}
+    for row in rows:
+        if NAME.match(str(row["name"])) and row["metrics"]:
+            criteria = {model: {task: {"criterion": row["metrics"][model][task]["criterion"]}
+                                for task in TASKS if task in row["metrics"][model]} for model in MODELS}
+            merged[row["name"]] = {"name": row["name"], "commit": row.get("commit", ""), "metrics": criteria}
+    return [merged[name] for name in sorted(merged)]
 
 
 def curve(rows: list[dict]) -> dict:
@@ -173,15 +193,23 @@ def plot(results: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
-def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".") -> str:
-    """Read `dvc exp show --json` in the project at `cwd`, print the table, write the plot; returns the table."""
+def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", results: str | Path = RESULTS) -> str:
+    """Read `dvc exp show --json` in the project at `cwd` and the kept rows of `results` (relative to `cwd`),
+    write the merged rows back there (atomically), print the table, write the plot; returns the table."""
     show = json.loads(subprocess.run([DVC, "exp", "show", "--json", "--all-commits"], check=True,
                                      capture_output=True, text=True, cwd=cwd).stdout)
-    results = curve(experiments(show))
-    if not results:
-        message = "no sweep experiments found: run `python -m bench.sweep queue` and `dvc queue start` first"
+    path = Path(cwd) / results
+    rows = kept(experiments(show), json.loads(path.read_text()) if path.exists() else [])
+    if not rows:
+        message = (f"no sweep experiments found here nor in {path}: run `python -m bench.sweep queue` and "
+                   "`dvc queue start` first")
         print(message)
         return message
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(rows, indent=1) + "\n")
+    partial.replace(path)
+    results = curve(rows)
     text = table(results)
     print(text)
     plot(results, out)
@@ -200,12 +228,13 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--variant", default="", help="name of these settings (experiments sweep-...-<variant>)")
     r = sub.add_parser("report", help="table and plot of the finished experiments")
     r.add_argument("--plot", default="data/readme/sweep.png")
+    r.add_argument("--results", default=str(RESULTS), help="the kept criteria, read and written back")
     args = parser.parse_args(argv or [])  # `python -m bench` calls main() without arguments: the report
     if args.command == "queue":
         for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant):
             print(name)
     else:
-        report(getattr(args, "plot", "data/readme/sweep.png"))
+        report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS))
 
 
 if __name__ == "__main__":

@@ -129,6 +129,11 @@ def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipe
     text = sweep.report(tmp_path / "sweep.png", cwd=project)
     assert text.count("| 0.5 |") == 4 and (tmp_path / "sweep.png").stat().st_size > 10_000
     dvc(project, "queue", "stop")
+    kept = json.loads((project / sweep.RESULTS).read_text())
+    assert sorted(row["name"] for row in kept) == sorted(names)
+    dvc(project, "exp", "remove", "-A")  # as a fresh clone: no experiments, the kept file only
+    assert sweep.curve(sweep.experiments(json.loads(dvc(project, "exp", "show", "--json").stdout))) == {}
+    assert sweep.report(tmp_path / "again.png", cwd=project) == text
 
 
 def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from affect.losses import au_pos_weight, consistency_losses, supervised_losses, teacher_targets
+from affect.losses import au_pos_weight, consistency_losses, supervised_losses, teacher_targets, unlabelled_mask
 from affect.metrics import AU_THRESHOLD, au_criterion, ccc
 from affect.schema import TASKS
 
@@ -64,8 +64,7 @@ def test_au_positive_weights_come_from_the_labelled_rows():
 
 
 def test_au_positive_weight_scales_the_positive_terms_only():
-    """With weight w on an AU, a labelled positive's term is w times the plain one and a negative's is unchanged;
-    the consistency loss uses the same weights."""
+    """With weight w on an AU, a labelled positive's term is w times the plain one and a negative's is unchanged."""
     out, batch = outputs(), labels()
     weight = torch.full((12,), 2.0)
     plain = F.binary_cross_entropy_with_logits(out["au"][2:4], batch["au"][2:4], reduction="none")
@@ -73,9 +72,25 @@ def test_au_positive_weight_scales_the_positive_terms_only():
     expected = torch.where(positive, 2 * plain, plain).mean()
     assert torch.allclose(supervised_losses(out, batch, weight)["au"], expected)
     assert torch.allclose(supervised_losses(out, batch, torch.ones(12))["au"], supervised_losses(out, batch)["au"])
+
+
+def test_soft_au_consistency_is_at_rest_when_the_student_agrees_with_the_teacher():
+    """A student whose AU logits equal the teacher's gets a zero gradient from the soft AU consistency loss
+    (the teacher's probability is the student's best answer), while a student one logit above the teacher is
+    pushed back down: the loss has no drift towards "present" of its own (as a positive weight would give)."""
+    batch = labels()
     teacher = outputs(seed=1)
-    weighted = consistency_losses(out, teacher, batch, "soft", weight)["au"]
-    assert weighted > consistency_losses(out, teacher, batch, "soft")["au"]
+    for offset, sign in ((0.0, 0), (1.0, 1)):
+        student = {task: value.detach().clone() for task, value in teacher.items()}
+        student["au"] = (student["au"] + offset).requires_grad_()
+        consistency_losses(student, teacher, batch, "soft")["au"].backward()
+        rows = unlabelled_mask(batch, "au")
+        assert rows.any()
+        gradient = student["au"].grad[rows]
+        if sign == 0:
+            assert torch.allclose(gradient, torch.zeros_like(gradient), atol=1e-7)
+        else:
+            assert (gradient > 0).all()
 
 
 def test_no_label_for_a_task_adds_an_exact_zero_never_nan():

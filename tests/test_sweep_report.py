@@ -35,3 +35,20 @@ def test_variants_are_reported_beside_their_method():
     lines = sweep.table(results).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| mean_teacher"] * 2 + ["| mean_teacher/soft"] * 2
     assert sweep.experiment_name("mean_teacher", 0.1, 2, "soft") == "sweep-mean_teacher-f0.1-s2-soft"
+
+
+def test_kept_rows_survive_and_a_rerun_replaces_its_row():
+    """The kept file's rows are reported with this checkout's experiments; an experiment of the same name
+    replaces its kept row (criteria only, with the commit it ran on); other experiments are not kept."""
+    stored = [{"name": "sweep-supervised-f0.1-s0", "commit": "old", "metrics": _experiment("x", "success", 0.1)
+               ["revs"][0]["data"]["metrics"][sweep.METRICS]["data"]},
+              {"name": "sweep-supervised-f0.1-s1", "commit": "old", "metrics": _experiment("x", "success", 0.3)
+               ["revs"][0]["data"]["metrics"][sweep.METRICS]["data"]}]
+    show = [{"rev": "new", "data": {}, "experiments": [
+        _experiment("sweep-supervised-f0.1-s1", "success", 0.5),
+        _experiment("my-run", "success", 0.9)]}]
+    rows = sweep.kept(sweep.experiments(show), stored)
+    assert [(row["name"], row["commit"]) for row in rows] == [("sweep-supervised-f0.1-s0", "old"),
+                                                              ("sweep-supervised-f0.1-s1", "new")]
+    assert rows[1]["metrics"]["teacher"] == {task: {"criterion": 0.5} for task in sweep.TASKS}
+    assert sweep.curve(rows)[("supervised", 0.1, "teacher")]["expr"] == [0.1, 0.5]
