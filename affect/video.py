@@ -167,15 +167,25 @@ def probe(path: str | Path) -> VideoInfo:
     )
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decoded RGB uint8 (H, W, 3) frames, streamed from an ffmpeg pipe, one per entry of `frame_times`.
+# swscale's YUV -> RGB conversion has SIMD versions (x86, ARM) that round differently from its C code; with
+# these flags it takes the exact path, and a frame decodes to the same bytes with every SIMD path off.
+EXACT_RGB = ["-sws_flags", "accurate_rnd+bitexact"]
 
-    Never holds more than one frame; a truncated file yields the frames that decode, then stops.
+
+def frames_command(path: str | Path, cpuflags: list[str] = CPUFLAGS) -> list[str]:
+    """The ffmpeg command that writes the video stream of `path` as raw RGB24 frames to stdout, one per
+    entry of `frame_times`; `cpuflags`: ffmpeg's CPU flag options (default: the pinned `CPUFLAGS`)."""
+    return [tool("ffmpeg"), *cpuflags, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+            "-vsync", "passthrough", *EXACT_RGB, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+
+
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decoded RGB uint8 (H, W, 3) frames, streamed from an ffmpeg pipe (`frames_command`), one per entry of
+    `frame_times`. Never holds more than one frame; a truncated file yields the frames that decode, then stops.
     """
     path = Path(path)
     width, height = frame_size(path)
-    cmd = [tool("ffmpeg"), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-vsync", "passthrough",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    cmd = frames_command(path)
     size = width * height * 3
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=size)
     try:

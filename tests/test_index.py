@@ -13,7 +13,7 @@ import pytest
 
 from affect.annotations import AnnotationError, write_annotation
 from affect.index import DatasetError, build_index, find_annotations, stable_part, write_index
-from affect.video import VideoError, frame_times, iter_frames, probe
+from affect.video import VideoError, frame_times, frames_command, iter_frames, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["grid_bbaf2n.mpg", "grid_lwbsza.mpg", "grid_sbwe5n.mpg", "grid_swiz3n.mpg",
@@ -87,6 +87,16 @@ def test_shared_media_frames_counted_by_decoding(media):
     info = probe(media / PYFEAT)
     assert (info.n_frames, info.fps_avg, info.width, info.height, info.has_audio) == (72, 30, 640, 360, True)
     assert info.codec == "h264" and not info.vfr and info.errors == ()
+
+
+def test_frames_decode_to_the_same_bytes_with_every_simd_path_off(media):
+    """A frame is the same bytes on any processor: iter_frames (ffmpeg at the pinned CPU flags) gives exactly
+    what ffmpeg gives with `-cpuflags 0` (no SIMD code at all, as on a processor ffmpeg has no assembly for),
+    for MPEG-1, MPEG-4 (Xvid) and H.264. Without `EXACT_RGB` the YUV -> RGB conversion differs."""
+    for name in ("grid_bbaf2n.mpg", "grid_bbaf2n_xvid.avi", PYFEAT):
+        frames = b"".join(frame.tobytes() for frame in iter_frames(media / name))
+        plain = subprocess.run(frames_command(media / name, ["-cpuflags", "0"]), capture_output=True, check=True).stdout
+        assert len(frames) > 0 and frames == plain, name
 
 
 def test_rotated_video_frames_come_upright_with_the_probed_size(media, tmp_path):
