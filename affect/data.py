@@ -272,6 +272,12 @@ class ClipDataset(Dataset):
                 clip[3, k] = decode_crop(mask, True, size, where)
         return torch.from_numpy(clip).float().mul_(self._scale).sub_(self._shift)
 
+    @property
+    def silent_mel(self) -> float:
+        """The normalised value of every mel bin of a video without audio (SILENCE_DB), as `mel` computes it
+        (float32), for the student's silent-mel augmentation (`affect.mean_teacher.silence`)."""
+        return float(torch.tensor(SILENCE_DB).sub_(self.audio_mean).div_(self.audio_std))
+
     def mel(self, index: int) -> torch.Tensor:
         """The normalised (1, n_mels, W) mel window centred on sample `index`'s frame time."""
         i, target = int(self.sample_track[index]), int(self.sample_frame[index])

@@ -43,6 +43,7 @@ FRACTIONS = (0.1, 0.25, 1.0)
 SEEDS = (0, 1, 2)
 TASKS = ("expr", "au", "va")
 MODELS = ("student", "teacher")
+TRIVIAL = "trivial"  # evaluate's trivial predictors, reported as a method of their own
 METRICS = "data/evaluate/metrics.json"
 RESULTS = "bench/sweep_results.json"  # the sweep's criteria, kept (relative to the project)
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of this environment, activated or not
@@ -103,21 +104,29 @@ def kept(rows: list[dict], stored: list[dict]) -> list[dict]:
     for row in rows:
         if NAME.match(str(row["name"])) and row["metrics"]:
             criteria = {model: {task: {"criterion": row["metrics"][model][task]["criterion"]}
-                                for task in TASKS if task in row["metrics"][model]} for model in MODELS}
+                                for task in TASKS if task in row["metrics"][model]}
+                        for model in (*MODELS, TRIVIAL) if model in row["metrics"]}
             merged[row["name"]] = {"name": row["name"], "commit": row.get("commit", ""), "metrics": criteria}
     return [merged[name] for name in sorted(merged)]
 
 
 def curve(rows: list[dict]) -> dict:
-    """{(method, fraction, model): {task and "mean": [criteria over seeds]}} from the sweep's experiments."""
+    """{(method, fraction, model): {task and "mean": [criteria over seeds]}} from the sweep's experiments;
+    the trivial predictors (evaluate's "trivial": the training side's majority, which depends on the labels
+    kept) as the method and model "trivial", once per (fraction, seed)."""
     results: dict = {}
+    trivial_seen = set()
     for row in rows:
         match = NAME.match(str(row["name"]))
         if not match or not row["metrics"]:
             continue
         method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
         fraction = float(match["fraction"])
-        for model in MODELS:
+        models = [(method, model) for model in MODELS]
+        if TRIVIAL in row["metrics"] and (fraction, match["seed"]) not in trivial_seen:
+            trivial_seen.add((fraction, match["seed"]))
+            models.append((TRIVIAL, TRIVIAL))
+        for method, model in models:
             scores = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
             scores["mean"] = float(np.mean(list(scores.values())))  # of the tasks on the validation side
             cell = results.setdefault((method, fraction, model), {k: [] for k in (*TASKS, "mean")})
@@ -156,6 +165,7 @@ def plot(results: dict, path: str | Path) -> None:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -181,6 +191,10 @@ def plot(results: dict, path: str | Path) -> None:
             ax.vlines(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.5)
             ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.12)
         ax.set_xscale("log")
+        fractions = sorted({f for _, f, _ in results})
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlim(min(fractions) / 1.3, max(fractions) * 1.3)
         ax.set_title(titles[key])
         ax.set_xlabel("share of training videos with labels (log)")
         ax.grid(alpha=0.3)

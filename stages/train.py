@@ -16,7 +16,6 @@ from dvclive import Live
 from affect.data import ClipDataset
 from affect.losses import au_pos_weight
 from affect.mean_teacher import clip_augment, clip_brightness
-from affect.mel import SILENCE_DB
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
 from affect.train import TrainConfig, clip_batches, fit, validation
@@ -58,8 +57,8 @@ def main() -> None:
         live.next_step()
 
     augmented = train["flip"] or train["shift"] or train["augment_brightness"] or train["mel_dropout"]
-    silent_mel = (SILENCE_DB - params["audio"]["mean"]) / params["audio"]["std"]
-    augment = clip_augment(train["flip"], train["shift"], train["augment_brightness"], train["mel_dropout"], silent_mel)
+    augment = clip_augment(train["flip"], train["shift"], train["augment_brightness"], train["mel_dropout"],
+                           train_set.silent_mel)
     student, teacher = fit(student, batches, config, teacher_input=clip_brightness(train["brightness"]),
                            student_input=augment if augmented else None,
                            validate=validate, on_log=log_to_dvclive if live else None,

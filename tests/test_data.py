@@ -187,6 +187,7 @@ def test_audio_shorter_than_the_video_and_no_audio_are_padded_with_silence(tree)
     assert np.abs(short[:, :last - centre + 500] - floor_db(full, 80)).max() > 10, "speech before the end"
     mute = ds[1]["mel"][0].numpy() * 19.895 - 14.8
     assert np.allclose(mute, SILENCE_DB, atol=1e-4)
+    assert (ds[1]["mel"] == ds.silent_mel).all(), "the student's silent mel is exactly a mute video's window"
 
 
 def test_labels_are_shown_only_on_the_datasets_side(tree):

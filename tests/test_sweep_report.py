@@ -52,3 +52,22 @@ def test_kept_rows_survive_and_a_rerun_replaces_its_row():
                                                               ("sweep-supervised-f0.1-s1", "new")]
     assert rows[1]["metrics"]["teacher"] == {task: {"criterion": 0.5} for task in sweep.TASKS}
     assert sweep.curve(rows)[("supervised", 0.1, "teacher")]["expr"] == [0.1, 0.5]
+
+
+def test_trivial_predictors_are_a_row_of_their_own_once_per_seed():
+    """Evaluate's trivial predictors depend on the labels kept (the seed), not on the method: one value per
+    (fraction, seed), however many methods ran it, reported as the method "trivial"."""
+    def with_trivial(name: str, trivial: float) -> dict:
+        experiment = _experiment(name, "success", 0.3)
+        experiment["revs"][0]["data"]["metrics"][sweep.METRICS]["data"]["trivial"] = {
+            task: {"criterion": trivial} for task in sweep.TASKS}
+        return experiment
+
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        with_trivial("sweep-supervised-f0.1-s0", 0.1), with_trivial("sweep-mean_teacher-f0.1-s0", 0.1),
+        with_trivial("sweep-supervised-f0.1-s1", 0.2)]}]
+    rows = sweep.kept(sweep.experiments(show), [])
+    results = sweep.curve(rows)
+    assert results[("trivial", 0.1, "trivial")]["expr"] == [0.1, 0.2]
+    assert results[("supervised", 0.1, "teacher")]["expr"] == [0.3, 0.3]
+    assert sweep.table(results).splitlines()[-1].startswith("| trivial | 0.1 | trivial | 2 |")
