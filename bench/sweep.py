@@ -122,14 +122,14 @@ def curve(rows: list[dict]) -> dict:
             continue
         method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
         fraction = float(match["fraction"])
-        models = [(method, model) for model in MODELS]
+        cells = [(method, model) for model in MODELS]
         if TRIVIAL in row["metrics"] and (fraction, match["seed"]) not in trivial_seen:
             trivial_seen.add((fraction, match["seed"]))
-            models.append((TRIVIAL, TRIVIAL))
-        for method, model in models:
+            cells.append((TRIVIAL, TRIVIAL))
+        for row_method, model in cells:
             scores = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
             scores["mean"] = float(np.mean(list(scores.values())))  # of the tasks on the validation side
-            cell = results.setdefault((method, fraction, model), {k: [] for k in (*TASKS, "mean")})
+            cell = results.setdefault((row_method, fraction, model), {k: [] for k in (*TASKS, "mean")})
             for key, value in scores.items():
                 cell[key].append(value)
     return results

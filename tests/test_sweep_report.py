@@ -3,10 +3,14 @@
 from bench import sweep
 
 
+def _metrics(criterion: float) -> dict:
+    """Student and teacher metrics with `criterion` for every task."""
+    return {model: {task: {"criterion": criterion} for task in sweep.TASKS} for model in sweep.MODELS}
+
+
 def _experiment(name: str, state: str, expr: float) -> dict:
-    metrics = {model: {task: {"criterion": expr} for task in sweep.TASKS} for model in sweep.MODELS}
     return {"executor": {"state": state}, "name": name,
-            "revs": [{"name": name, "data": {"metrics": {sweep.METRICS: {"data": metrics}}}}]}
+            "revs": [{"name": name, "data": {"metrics": {sweep.METRICS: {"data": _metrics(expr)}}}}]}
 
 
 def test_running_and_queued_experiments_are_left_out():
@@ -40,10 +44,8 @@ def test_variants_are_reported_beside_their_method():
 def test_kept_rows_survive_and_a_rerun_replaces_its_row():
     """The kept file's rows are reported with this checkout's experiments; an experiment of the same name
     replaces its kept row (criteria only, with the commit it ran on); other experiments are not kept."""
-    stored = [{"name": "sweep-supervised-f0.1-s0", "commit": "old", "metrics": _experiment("x", "success", 0.1)
-               ["revs"][0]["data"]["metrics"][sweep.METRICS]["data"]},
-              {"name": "sweep-supervised-f0.1-s1", "commit": "old", "metrics": _experiment("x", "success", 0.3)
-               ["revs"][0]["data"]["metrics"][sweep.METRICS]["data"]}]
+    stored = [{"name": "sweep-supervised-f0.1-s0", "commit": "old", "metrics": _metrics(0.1)},
+              {"name": "sweep-supervised-f0.1-s1", "commit": "old", "metrics": _metrics(0.3)}]
     show = [{"rev": "new", "data": {}, "experiments": [
         _experiment("sweep-supervised-f0.1-s1", "success", 0.5),
         _experiment("my-run", "success", 0.9)]}]
