@@ -14,12 +14,18 @@ kernels round differently in the last bits. Two rules keep such noise out of sto
 A third rule holds for torch: a sum split across threads rounds differently with the number of threads, so
 training, inference and the spectrograms run at a thread count fixed by their params (`torch_threads`), never
 at the machine's core count or whatever an earlier step of the same process set.
+Two more hold for torch's models: training and inference pick their kernels by a fixed instruction set, not
+the processor's (`pin_cpu_kernels`: AVX2 for ATen and oneDNN, MKL's vendor-neutral code path), so an
+AVX-512 machine computes what an AVX2 one does, bit for bit.
 Grids are powers of two, so a value on the grid is exact in binary and products of such values stay exact.
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import sys
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,6 +37,30 @@ MATRIX_STEP = 2.0 ** -20   # grid of affine matrix entries (OpenCV warps in 1/10
 def on_grid(values, step: float) -> np.ndarray:
     """float64 `values` rounded to the nearest multiple of `step` (a power of two; ties to even)."""
     return np.round(np.asarray(values, np.float64) / step) * step
+
+
+# torch's CPU kernel choices, pinned: each library reads its variable once, at its first computation.
+CPU_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",    # torch's own vectorised kernels (default: the best the processor has)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",     # oneDNN (convolutions): its AVX-512 kernels block and round differently
+    "MKL_CBWR": "COMPATIBLE",         # MKL (matrix products): the code path every x86-64 processor, any vendor, runs
+}
+
+
+def pin_cpu_kernels() -> None:
+    """Make torch compute the same bits on every x86-64 processor with AVX2, whatever else it has (AVX-512)
+    and whoever made it: put `CPU_KERNELS` in this process's environment (and so its children's). Importing
+    `affect` calls it, so every stage, `affect predict` and the tests run pinned; torch reads the variables at
+    its first computation, so a program that computes with torch before importing `affect` keeps the
+    processor's kernels (a warning says so). Other processors (ARM) are left as they are. Its cost in step
+    time: BENCHMARKS.md."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return
+    os.environ.update(CPU_KERNELS)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        warnings.warn("torch computed before affect was imported, with the processor's AVX-512 kernels: its bits "
+                      "are this machine's; import affect first for bits that any x86-64 machine reproduces")
 
 
 @contextmanager

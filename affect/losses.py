@@ -1,4 +1,5 @@
-"""The per-task losses: cross-entropy (expression), binary cross-entropy (AU), 1 - CCC (valence/arousal).
+"""The per-task losses: cross-entropy (expression), binary cross-entropy (AU), 1 - CCC (valence/arousal), the
+last optionally with a mean squared error beside it (`va_mse`).
 
 Every (sample, task) pair of a training batch is exactly one of:
 - labelled: its label is shown (expr >= 0, au >= 0, va finite) and it gets the supervised loss;
@@ -37,7 +38,8 @@ def expr_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor
 def au_loss(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor,
             pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy with logits over the labelled rows, every AU of a row; `target` in [0, 1];
-    `pos_weight` (12,): the weight of each AU's positive term (None: 1, plain BCE)."""
+    `pos_weight` (12,): the weight of each AU's positive term (None: 1, plain BCE). `labelled` may also be
+    (B, 12), single AUs (without `pos_weight`): the mean is then over the AUs it selects."""
     if not labelled.any():
         return _zero(logits)
     if pos_weight is not None:
@@ -61,27 +63,36 @@ def au_pos_weight(au: np.ndarray, power: float) -> tuple[float, ...]:
     return tuple((ratio ** power).astype(np.float32).tolist())
 
 
-def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
-    """1 - CCC, averaged over valence and arousal, over the labelled rows."""
+def va_loss(prediction: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor,
+            mse: float = 0.0) -> torch.Tensor:
+    """1 - CCC, averaged over valence and arousal, over the labelled rows, plus `mse` times their mean squared
+    error (values in [-1, 1]; `mse` 0: CCC alone, the paper).
+
+    CCC is a statistic of the whole batch: over the few VA rows of one batch (about 5 of 16 in a Mean Teacher
+    batch) it is noisy, and it leaves a row's own error unpunished where the batch's spread looks right. The
+    squared error gives every row its own pull towards its label."""
     if not labelled.any():
         return _zero(prediction)
     prediction, target = prediction[labelled].float(), target[labelled].float()
-    return 1 - (ccc(prediction[:, 0], target[:, 0]) + ccc(prediction[:, 1], target[:, 1])) / 2
+    loss = 1 - (ccc(prediction[:, 0], target[:, 0]) + ccc(prediction[:, 1], target[:, 1])) / 2
+    return loss + mse * F.mse_loss(prediction, target) if mse else loss
 
 
 LOSSES = {"expr": expr_loss, "au": au_loss, "va": va_loss}
 
 
-def task_losses(au_weight: torch.Tensor | None) -> dict:
-    """LOSSES with the AU loss's positive weights `au_weight` (None: plain BCE) bound."""
-    return LOSSES | {"au": functools.partial(au_loss, pos_weight=au_weight)}
+def task_losses(au_weight: torch.Tensor | None, va_mse: float = 0.0) -> dict:
+    """LOSSES with the AU loss's positive weights `au_weight` (None: plain BCE) and the VA loss's squared-error
+    weight `va_mse` bound."""
+    return LOSSES | {"au": functools.partial(au_loss, pos_weight=au_weight),
+                     "va": functools.partial(va_loss, mse=va_mse)}
 
 
 def supervised_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
-                      au_weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      au_weight: torch.Tensor | None = None, va_mse: float = 0.0) -> dict[str, torch.Tensor]:
     """Each task's loss against the batch's labels, for every task the model outputs; `au_weight`: the AU
-    loss's positive weights (`au_pos_weight`)."""
-    losses = task_losses(au_weight)
+    loss's positive weights (`au_pos_weight`); `va_mse`: the weight of the VA loss's squared error."""
+    losses = task_losses(au_weight, va_mse)
     return {task: losses[task](outputs[task], batch[task], is_labelled(task, batch[task])) for task in outputs}
 
 
@@ -107,13 +118,35 @@ def unlabelled_mask(batch: dict[str, torch.Tensor], task: str) -> torch.Tensor:
     return batch["unlabelled"][:, TASKS.index(task)].bool()
 
 
+def confident(task: str, teacher: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Where the teacher is sure enough to be learnt from: (B,) for the expression, its top softmax probability
+    >= `threshold`; (B, 12) for the AUs, each AU's max(p, 1 - p) >= `threshold`; (B,) all True for VA, which
+    has no confidence. `threshold` 0 keeps everything."""
+    teacher = teacher.float()
+    if task == "expr":
+        return teacher.softmax(dim=1).amax(dim=1) >= threshold
+    if task == "au":
+        probability = teacher.sigmoid()
+        return torch.maximum(probability, 1 - probability) >= threshold
+    return torch.ones(len(teacher), dtype=torch.bool, device=teacher.device)
+
+
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
-                       batch: dict[str, torch.Tensor], kind: str = "hard") -> dict[str, torch.Tensor]:
-    """Per task, the task's plain loss towards the teacher's targets on the samples flagged unlabelled for it.
+                       batch: dict[str, torch.Tensor], kind: str = "hard",
+                       confidence: float = 0.0) -> dict[str, torch.Tensor]:
+    """Per task, the task's plain loss towards the teacher's targets on the samples flagged unlabelled for it,
+    of those where the teacher is `confident` (`confidence` 0: all of them, the paper); AU targets are kept
+    or dropped one AU at a time.
 
     The AU term is plain BCE, never the supervised loss's positive weights: with weight w > 1 the student's
     best answer to a teacher probability p is w p / (w p + 1 - p) > p, and as the teacher follows the student
     every AU drifts to "present" on the unlabelled data (the only stable point is p = 1). Unweighted, the
     student's best answer is the teacher's own p."""
-    return {task: LOSSES[task](student[task], teacher_targets(task, teacher[task], kind), unlabelled_mask(batch, task))
-            for task in student}
+    losses = {}
+    for task in student:
+        learnt = unlabelled_mask(batch, task)
+        if confidence:
+            keep = confident(task, teacher[task], confidence)
+            learnt = learnt[:, None] & keep if keep.dim() == 2 else learnt & keep
+        losses[task] = LOSSES[task](student[task], teacher_targets(task, teacher[task], kind), learnt)
+    return losses

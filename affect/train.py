@@ -76,11 +76,13 @@ class TrainConfig:
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
     consistency_rampup: int = 500    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
     consistency_targets: str = "hard"  # hard | soft
+    consistency_confidence: float = 0.0  # teacher targets less sure than this get no consistency loss (0: all)
     eval_every: int = 250            # steps between validations and log entries
     checkpoint_every: int = 250      # steps between checkpoints
     threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
     au_pos_weight: tuple[float, ...] = ()  # the AU loss's positive weight per AU (affect.losses.au_pos_weight);
                                            # empty: plain BCE
+    va_mse: float = 0.0              # weight of the squared error beside 1 - CCC in the supervised VA loss
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
@@ -92,6 +94,9 @@ class TrainConfig:
             raise ValueError(f"train.lr_schedule {self.lr_schedule!r}: expected constant or cosine")
         if self.consistency_targets not in ("hard", "soft"):
             raise ValueError(f"train.consistency_targets {self.consistency_targets!r}: expected hard or soft")
+        if not 0.0 <= self.consistency_confidence < 1.0:
+            raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
+                             "in [0, 1)")
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -200,13 +205,15 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
     seen = student_input(batch, generator) if student_input else batch
     with autocast(device):
         outputs = model(*[seen[name] for name in config.inputs])
-        terms = {f"supervised/{task}": loss for task, loss in supervised_losses(outputs, batch, au_weight).items()}
+        supervised = supervised_losses(outputs, batch, au_weight, config.va_mse)
+        terms = {f"supervised/{task}": loss for task, loss in supervised.items()}
         loss = sum(terms.values())
         if config.method == "mean_teacher":
             noisy = teacher_input(batch, generator) if teacher_input else batch
             with torch.no_grad():
                 targets = teacher(*[noisy[name] for name in config.inputs])
-            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets)
+            consistency = consistency_losses(outputs, targets, batch, config.consistency_targets,
+                                             config.consistency_confidence)
             terms |= {f"consistency/{task}": value for task, value in consistency.items()}
             loss = loss + weight * sum(consistency.values())
     optimizer.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from affect.losses import au_pos_weight, consistency_losses, supervised_losses, teacher_targets, unlabelled_mask
 from affect.metrics import AU_THRESHOLD, au_criterion, ccc
 from affect.schema import TASKS
+from affect.train import TrainConfig
 
 
 def outputs(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -111,6 +112,26 @@ def test_single_va_label_is_finite():
     assert torch.isfinite(loss) and torch.isfinite(out["va"].grad).all()
 
 
+def test_va_squared_error_adds_each_labelled_rows_own_pull():
+    """With `va_mse` w the VA loss is 1 - CCC plus w times the squared error of the labelled rows only; a lone
+    VA row, which CCC cannot move (its covariance with one value is 0 whatever the prediction), is pulled
+    towards its label."""
+    out, batch = outputs(), labels()
+    rows = [1, 3, 4, 5]
+    squared = F.mse_loss(out["va"][rows], batch["va"][rows])
+    with_mse = supervised_losses(out, batch, va_mse=2.0)["va"]
+    assert torch.allclose(with_mse, supervised_losses(out, batch)["va"] + 2 * squared)
+    batch["va"][[3, 4, 5]] = float("nan")
+
+    def pull(mse: float) -> torch.Tensor:
+        prediction = out["va"].detach().clone().requires_grad_()
+        supervised_losses(out | {"va": prediction}, batch, va_mse=mse)["va"].backward()
+        return prediction.grad[1]
+
+    assert torch.equal(pull(0.0), torch.zeros(2))
+    assert torch.equal(torch.sign(pull(1.0)), torch.sign(out["va"][1] - batch["va"][1]).detach())
+
+
 def test_hard_consistency_trains_unlabelled_samples_towards_teacher_decisions():
     student, teacher, batch = outputs(seed=0), outputs(seed=1), labels()
     losses = consistency_losses(student, teacher, batch, "hard")
@@ -124,6 +145,27 @@ def test_hard_consistency_trains_unlabelled_samples_towards_teacher_decisions():
     s, t = student["va"][rows].detach().numpy(), teacher["va"][rows].detach().numpy()
     expected_va = 1 - (ccc(s[:, 0], t[:, 0]) + ccc(s[:, 1], t[:, 1])) / 2
     assert np.isclose(float(losses["va"].detach()), expected_va, atol=1e-6)
+
+
+def test_confidence_drops_the_teachers_unsure_targets_one_au_at_a_time():
+    """With a confidence threshold the consistency loss keeps the unlabelled expression rows whose teacher's top
+    probability reaches it and, per AU, the unlabelled AUs whose teacher's max(p, 1 - p) does; VA is kept. A
+    threshold no target reaches leaves exact zeros for expression and AU, and VA unchanged."""
+    student, batch = outputs(seed=0), labels()
+    teacher = {task: value.detach().clone() for task, value in outputs(seed=1).items()}
+    teacher["expr"][3] = torch.tensor([4.0, 0, 0, 0, 0, 0, 0])    # sure (top probability 0.90)
+    teacher["expr"][4] = torch.zeros(7)                           # unsure (1/7)
+    teacher["au"][[0, 1, 4]] = 0.1                                # unsure (0.52) but for two AUs of row 1
+    teacher["au"][1, [2, 7]] = torch.tensor([-3.0, 3.0])          # sure (0.95)
+    losses = consistency_losses(student, teacher, batch, "hard", confidence=0.8)
+    assert torch.allclose(losses["expr"], F.cross_entropy(student["expr"][3:4], torch.tensor([0])))
+    expected_au = F.binary_cross_entropy_with_logits(student["au"][1, [2, 7]], torch.tensor([0.0, 1.0]))
+    assert torch.allclose(losses["au"], expected_au)
+    assert torch.equal(losses["va"], consistency_losses(student, teacher, batch, "hard")["va"])
+    nothing = consistency_losses(student, teacher, batch, "soft", confidence=0.99)
+    assert float(nothing["expr"].detach()) == 0.0 and float(nothing["au"].detach()) == 0.0
+    with pytest.raises(ValueError, match="consistency_confidence"):
+        TrainConfig(consistency_confidence=1.0)
 
 
 def test_soft_targets_are_probabilities():
