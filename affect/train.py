@@ -271,7 +271,9 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
     student.to(device).train()
     if channels_last:
         channels_last_3d(student)
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
+    # fused: one vectorised Adam kernel whose square root is the processor's exact instruction; the unfused
+    # step's square root is MKL's, which rounds differently on AMD and Intel processors (affect.exact)
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, fused=True)
     teacher = make_teacher(student)
     au_weight = torch.tensor(config.au_pos_weight, dtype=torch.float32) if config.au_pos_weight else None
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
