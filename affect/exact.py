@@ -15,8 +15,10 @@ A third rule holds for torch: a sum split across threads rounds differently with
 training, inference and the spectrograms run at a thread count fixed by their params (`torch_threads`), never
 at the machine's core count or whatever an earlier step of the same process set.
 Two more hold for torch's models: training and inference pick their kernels by a fixed instruction set, not
-the processor's (`pin_cpu_kernels`: AVX2 for ATen and oneDNN, MKL's vendor-neutral code path), so an
-AVX-512 machine computes what an AVX2 one does, bit for bit.
+the processor's (`pin_cpu_kernels`: AVX2 for ATen and oneDNN, MKL's vendor-neutral code path), and Adam takes
+its fused step (`affect.train.fit`), whose square root is the exact instruction where the unfused step's is
+MKL's, which rounds differently on AMD processors; then an AVX-512 machine computes what an AVX2 one does and
+an AMD one what an Intel one does, bit for bit (tests/test_reproducible.py, under qemu).
 Grids are powers of two, so a value on the grid is exact in binary and products of such values stay exact.
 """
 
@@ -47,14 +49,18 @@ CPU_KERNELS = {
 }
 
 
+NATIVE = "AFFECT_NATIVE_KERNELS"  # set to 1: leave torch's kernels to the processor (faster, machine-dependent bits)
+
+
 def pin_cpu_kernels() -> None:
     """Make torch compute the same bits on every x86-64 processor with AVX2, whatever else it has (AVX-512)
     and whoever made it: put `CPU_KERNELS` in this process's environment (and so its children's). Importing
     `affect` calls it, so every stage, `affect predict` and the tests run pinned; torch reads the variables at
     its first computation, so a program that computes with torch before importing `affect` keeps the
-    processor's kernels (a warning says so). Other processors (ARM) are left as they are. Its cost in step
-    time: BENCHMARKS.md."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    processor's kernels (a warning says so). Other processors (ARM) are left as they are, and so is every
+    processor when `AFFECT_NATIVE_KERNELS=1` (the processor's fastest kernels; its bits are then that
+    machine's). Its cost in step time: BENCHMARKS.md."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or os.environ.get(NATIVE) == "1":
         return
     os.environ.update(CPU_KERNELS)
     torch = sys.modules.get("torch")

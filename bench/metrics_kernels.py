@@ -10,7 +10,9 @@ there with CONFIG's environment (avx2_cpu: ATen, oneDNN and MKL capped at AVX2, 
 OpenBLAS Haswell kernels, as on a processor without AVX-512; the variables are read when the libraries load,
 so they are set before Python starts), and prints each criterion beside the committed `metrics.json`'s,
 with the difference and whether the teacher's weights are the same bytes. The thread count is params.yaml's
-(`train.threads`, `evaluate.threads`), so only the kernels differ.
+(`train.threads`, `evaluate.threads`), so only the kernels differ. The configs that cap torch set
+`AFFECT_NATIVE_KERNELS=1`, so this measures what the pinned kernels (`affect.exact.pin_cpu_kernels`) guard
+against: the committed run's metrics as an unpinned run on such a processor gives them.
 """
 
 from __future__ import annotations

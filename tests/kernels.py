@@ -17,24 +17,28 @@ import sys
 from pathlib import Path
 
 SSE42 = "mmx+mmxext+sse+sse2+sse3+ssse3+sse4.1+sse4.2+cmov"  # an x86-64-v2 processor, for ffmpeg's -cpuflags
-# CONFIG -> environment variables (set by the caller before Python starts) and in-process switches.
+# CONFIG -> environment variables (set by the caller before Python starts) and in-process switches. A config
+# that caps torch's kernels also sets AFFECT_NATIVE_KERNELS, or importing affect would pin them back
+# (affect.exact.pin_cpu_kernels): the mel spectrograms must not need the pin.
 CONFIGS: dict[str, dict] = {
     "native": {"env": {}},
     "older_cpu": {
         "env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR X86_V3",
-                "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "default",
+                "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "default", "AFFECT_NATIVE_KERNELS": "1",
                 "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "JSIMD_FORCESSE2": "1"},
         "cv2_optimized": False, "ort_threads": 2, "ort_optimization": "disable", "ffmpeg_cpuflags": SSE42},
     "avx2_cpu": {
         "env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell",
-                "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+                "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                "AFFECT_NATIVE_KERNELS": "1"},
         "ort_optimization": "basic"},
     "ffmpeg_only": {"env": {}, "ffmpeg_cpuflags": SSE42},
     "cv2_only": {"env": {}, "cv2_optimized": False},
     "ort_only": {"env": {}, "ort_threads": 2, "ort_optimization": "disable"},
     "numpy_only": {"env": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR X86_V3",
                            "OPENBLAS_CORETYPE": "Haswell"}},
-    "torch_only": {"env": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}},
+    "torch_only": {"env": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+                           "AFFECT_NATIVE_KERNELS": "1"}},
 }
 
 # A small demo that still has every kind of video: one- and two-person, with and without audio, mp4 and avi.
