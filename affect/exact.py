@@ -47,8 +47,6 @@ CPU_KERNELS = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",     # oneDNN (convolutions): its AVX-512 kernels block and round differently
     "MKL_CBWR": "COMPATIBLE",         # MKL (matrix products): the code path every x86-64 processor, any vendor, runs
 }
-
-
 NATIVE = "AFFECT_NATIVE_KERNELS"  # set to 1: leave torch's kernels to the processor (faster, machine-dependent bits)
 
 
