@@ -89,10 +89,6 @@ def write_checksums(path: Path = CHECKSUMS) -> None:
     print(f"{path}: {len(lines)} files")
 
 
-if __name__ == "__main__":
-    write_checksums()
-
-
 @pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None,
                     reason="needs an x86-64 machine and qemu-user (.ci/setup installs it)")
 def test_training_and_inference_give_the_same_bits_on_another_vendors_processor():
@@ -110,3 +106,8 @@ def test_training_and_inference_give_the_same_bits_on_another_vendors_processor(
     native, emulated = (json.loads(runs[name].stdout.splitlines()[-1]) for name in ("native", "emulated"))
     assert native["capability"] == emulated["capability"] == "AVX2"
     assert native == emulated
+
+
+if __name__ == "__main__":
+    write_checksums()
+
