@@ -1,5 +1,5 @@
 """The per-task losses: cross-entropy (expression), binary cross-entropy (AU), 1 - CCC (valence/arousal), the
-last optionally with a mean squared error beside it (`va_mse`).
+last optionally with a mean squared error beside it (`va_mse`); and the Mean Teacher's consistency losses.
 
 Every (sample, task) pair of a training batch is exactly one of:
 - labelled: its label is shown (expr >= 0, au >= 0, va finite) and it gets the supervised loss;
@@ -131,22 +131,48 @@ def confident(task: str, teacher: torch.Tensor, threshold: float) -> torch.Tenso
     return torch.ones(len(teacher), dtype=torch.bool, device=teacher.device)
 
 
+def squared_error(task: str, student: torch.Tensor, target: torch.Tensor, learnt: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the student's probabilities (softmax for the expression, sigmoid for the
+    AUs) or VA values and the teacher's targets `target` (`teacher_targets`: a hard expression target becomes
+    one-hot), over the `learnt` rows ((B,), or (B, 12) single AUs): Tarvainen and Valpola's consistency.
+    Bounded in [0, 1] per element (VA: [0, 4]), it pulls towards a wrong target no harder than towards a right
+    one, where cross-entropy to a hard label pulls without end."""
+    if not learnt.any():
+        return _zero(student)
+    student = student.float()
+    if task == "expr":
+        student = student.softmax(dim=1)
+        if target.dim() == 1:
+            target = F.one_hot(target, student.shape[1])
+    elif task == "au":
+        student = student.sigmoid()
+    return F.mse_loss(student[learnt], target[learnt].float())
+
+
+CONSISTENCY_LOSSES = ("task", "mse")
+
+
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor], kind: str = "hard",
-                       confidence: float = 0.0) -> dict[str, torch.Tensor]:
-    """Per task, the task's plain loss towards the teacher's targets on the samples flagged unlabelled for it,
-    of those where the teacher is `confident` (`confidence` 0: all of them, the paper); AU targets are kept
-    or dropped one AU at a time.
+                       confidence: float = 0.0, loss: str = "task") -> dict[str, torch.Tensor]:
+    """Per task, a loss towards the teacher's targets on the samples flagged unlabelled for it, of those where
+    the teacher is `confident` (`confidence` 0: all of them, the paper); AU targets are kept or dropped one AU
+    at a time. `loss`: "task", the task's plain loss (cross-entropy, BCE, 1 - CCC; the paper), or "mse", the
+    `squared_error` of probabilities and values (the original Mean Teacher's).
 
     The AU term is plain BCE, never the supervised loss's positive weights: with weight w > 1 the student's
     best answer to a teacher probability p is w p / (w p + 1 - p) > p, and as the teacher follows the student
     every AU drifts to "present" on the unlabelled data (the only stable point is p = 1). Unweighted, the
     student's best answer is the teacher's own p."""
+    if loss not in CONSISTENCY_LOSSES:
+        raise ValueError(f"consistency loss {loss!r}: expected one of {CONSISTENCY_LOSSES}")
     losses = {}
     for task in student:
         learnt = unlabelled_mask(batch, task)
         if confidence:
             keep = confident(task, teacher[task], confidence)
             learnt = learnt[:, None] & keep if keep.dim() == 2 else learnt & keep
-        losses[task] = LOSSES[task](student[task], teacher_targets(task, teacher[task], kind), learnt)
+        target = teacher_targets(task, teacher[task], kind)
+        losses[task] = (squared_error(task, student[task], target, learnt) if loss == "mse"
+                        else LOSSES[task](student[task], target, learnt))
     return losses

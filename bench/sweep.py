@@ -177,14 +177,14 @@ def plot(results: dict, path: str | Path) -> None:
     main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
     styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":")
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharex=True)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4), sharex=True)
     for ax, key in zip(axes, titles):
         for k, ((method, model), style) in enumerate(styles.items()):
             points = sorted((f, results[(m, f, mo)][key]) for (m, f, mo) in results
                             if m == method and mo == model and results[(m, f, mo)][key])
             if not points:
                 continue
-            x = [f * 1.04 ** (k - len(styles) / 2) for f, _ in points]  # side by side on the log axis
+            x = [f * 1.025 ** (k - len(styles) / 2) for f, _ in points]  # side by side on the log axis
             mean = [np.mean(v) for _, v in points]
             ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o" if style[1] == "-" else ".",
                     label=f"{method}, {model}")
@@ -199,7 +199,7 @@ def plot(results: dict, path: str | Path) -> None:
         ax.set_xlabel("share of training videos with labels (log)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("criterion on the validation side")
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panels, hiding none
     fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side)")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -168,6 +168,29 @@ def test_confidence_drops_the_teachers_unsure_targets_one_au_at_a_time():
         TrainConfig(consistency_confidence=1.0)
 
 
+def test_squared_error_consistency_compares_probabilities_and_values():
+    """`loss="mse"`: the squared error of the student's softmax against the teacher's one-hot decision (hard) or
+    softmax (soft), of its AU sigmoids against the teacher's, of VA values, over the same unlabelled rows as the
+    task losses; the confidence filter still drops single AUs."""
+    student, teacher, batch = outputs(seed=0), outputs(seed=1), labels()
+    hard = consistency_losses(student, teacher, batch, "hard", loss="mse")
+    expected = F.mse_loss(student["expr"][3:5].softmax(1), F.one_hot(teacher["expr"][3:5].argmax(1), 7).float())
+    assert torch.allclose(hard["expr"], expected)
+    soft = consistency_losses(student, teacher, batch, "soft", loss="mse")
+    unlabelled_au = [0, 1, 4]
+    assert torch.allclose(soft["au"], F.mse_loss(student["au"][unlabelled_au].sigmoid(),
+                                                 teacher["au"][unlabelled_au].sigmoid()))
+    assert torch.allclose(soft["va"], F.mse_loss(student["va"][[0, 2]], teacher["va"][[0, 2]]))
+    assert not torch.allclose(soft["va"], consistency_losses(student, teacher, batch, "soft")["va"])
+    sure = {task: value.detach().clone() for task, value in teacher.items()}
+    sure["au"][[0, 1, 4]] = 0.1
+    sure["au"][1, [2, 7]] = torch.tensor([-3.0, 3.0])
+    filtered = consistency_losses(student, sure, batch, "hard", confidence=0.8, loss="mse")
+    assert torch.allclose(filtered["au"], F.mse_loss(student["au"][1, [2, 7]].sigmoid(), torch.tensor([0.0, 1.0])))
+    with pytest.raises(ValueError, match="consistency_loss"):
+        TrainConfig(consistency_loss="l1")
+
+
 def test_soft_targets_are_probabilities():
     teacher = outputs(seed=1)
     assert torch.allclose(teacher_targets("expr", teacher["expr"], "soft").sum(1), torch.ones(6))
