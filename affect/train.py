@@ -77,7 +77,7 @@ class TrainConfig:
     consistency_rampup: int = 500    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
     consistency_targets: str = "hard"  # hard | soft
     consistency_confidence: float = 0.0  # teacher targets less sure than this get no consistency loss (0: all)
-    consistency_loss: str = "task"   # task (the task's own loss, paper) | mse (of probabilities and values)
+    consistency_loss: str = "mse"    # mse (of probabilities and values) | task (the task's own loss, paper)
     eval_every: int = 250            # steps between validations and log entries
     checkpoint_every: int = 250      # steps between checkpoints
     threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
