@@ -75,7 +75,7 @@ class TrainConfig:
     ema: float = 0.99                # teacher EMA eta
     consistency_weight: float = 1.0  # w in L = L_s + w(t) L_c
     consistency_rampup: int = 500    # steps of the exp(-5(1-t/T)^2) ramp-up, 0 = none (paper)
-    consistency_targets: str = "hard"  # hard | soft
+    consistency_targets: str = "soft"  # soft | hard (paper)
     consistency_confidence: float = 0.0  # teacher targets less sure than this get no consistency loss (0: all)
     consistency_loss: str = "mse"    # mse (of probabilities and values) | task (the task's own loss, paper)
     eval_every: int = 250            # steps between validations and log entries
