@@ -17,7 +17,10 @@ videos keep their labels); the validation side (`partition.seed`) is the same fo
 number is scored on the same frames. The report gives, per method, label fraction, model (student, and
 teacher = the EMA of the student, which both methods keep) and task, the mean and the spread (sample
 standard deviation and min..max) of the criterion over the seeds found, and the mean criterion of the three
-tasks (of those on the validation side). Experiments are named `sweep-<method>-f<fraction>-s<seed>`; other experiments are ignored.
+tasks (of those on the validation side). A second table pairs each method with `supervised` seed by seed
+(the teacher's criterion minus supervised's teacher's, on the same labelled videos): the mean difference,
+its standard error and on how many seeds the method is ahead. Experiments are named
+`sweep-<method>-f<fraction>-s<seed>`; other experiments are ignored.
 
 A variant of a method (other settings, say soft pseudo-labels) is queued with `--variant NAME` and its
 `-S` settings; its experiments are named `sweep-<method>-f<fraction>-s<seed>-<NAME>` and reported as the
@@ -161,6 +164,50 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def paired(rows: list[dict], baseline: str = "supervised", model: str = "teacher") -> dict:
+    """{(method, fraction): {task and "mean": {seed: difference}}}: each method's `model` criterion minus the
+    `baseline` method's `model` criterion on the same seed (the same labelled videos, initialisation and
+    batches) and fraction, for the seeds both have. Paired differences cancel what a seed does to both methods
+    (which videos keep their labels moves every method alike), so they show a gap that the spread of two
+    unpaired means hides."""
+    scores: dict = {}
+    for row in rows:
+        match = NAME.match(str(row["name"]))
+        if not match or model not in row["metrics"]:
+            continue
+        method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+        criteria = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
+        criteria["mean"] = float(np.mean(list(criteria.values())))
+        scores[(method, float(match["fraction"]), int(match["seed"]))] = criteria
+    differences: dict = {}
+    for (method, fraction, seed), criteria in sorted(scores.items()):
+        reference = scores.get((baseline, fraction, seed))
+        if method == baseline or reference is None:
+            continue
+        cell = differences.setdefault((method, fraction), {})
+        for key in criteria.keys() & reference.keys():
+            cell.setdefault(key, {})[seed] = criteria[key] - reference[key]
+    return differences
+
+
+def paired_table(differences: dict, baseline: str = "supervised") -> str:
+    """Markdown table of `paired`: per method and fraction, the mean difference ± its standard error, the
+    seeds where the method is ahead, and each seed's difference of the mean of the tasks."""
+    def cell(values: dict) -> str:
+        v = np.asarray(list(values.values()))
+        se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+        return f"{v.mean():+.3f} ± {se:.3f} ({int((v > 0).sum())}/{len(v)})"
+    lines = [f"| method minus {baseline} | label fraction | seeds | expression | AU | VA | mean of the tasks | "
+             "mean of the tasks per seed |", "|---|---:|---|---|---|---|---|---|"]
+    for method, fraction in sorted(differences, key=lambda k: (k[1], _method_order(k[0]))):
+        diff = differences[(method, fraction)]
+        per_seed = ", ".join(f"{value:+.3f}" for _, value in sorted(diff["mean"].items()))
+        lines.append(f"| {method} | {fraction:g} | {','.join(str(s) for s in sorted(diff['mean']))} | "
+                     + " | ".join(cell(diff[key]) if key in diff else "–" for key in (*TASKS, "mean"))
+                     + f" | {per_seed} |")
+    return "\n".join(lines)
+
+
 def plot(results: dict, path: str | Path) -> None:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis."""
@@ -224,7 +271,7 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
     partial.write_text(json.dumps(rows, indent=1) + "\n")
     partial.replace(path)
     results = curve(rows)
-    text = table(results)
+    text = table(results) + "\n\n" + paired_table(paired(rows))
     print(text)
     plot(results, out)
     print(f"\nplot: {out}")

@@ -73,3 +73,23 @@ def test_trivial_predictors_are_a_row_of_their_own_once_per_seed():
     assert results[("trivial", 0.1, "trivial")]["expr"] == [0.1, 0.2]
     assert results[("supervised", 0.1, "teacher")]["expr"] == [0.3, 0.3]
     assert sweep.table(results).splitlines()[-1].startswith("| trivial | 0.1 | trivial | 2 |")
+
+
+def test_paired_differences_are_per_seed_against_supervised():
+    """Each method's teacher minus supervised's teacher on the same seed and fraction, only on the seeds both
+    have; the table gives the mean difference, its standard error and the seeds where the method is ahead."""
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        _experiment("sweep-supervised-f0.1-s0", "success", 0.30),
+        _experiment("sweep-supervised-f0.1-s1", "success", 0.50),
+        _experiment("sweep-mean_teacher-f0.1-s0-soft", "success", 0.40),
+        _experiment("sweep-mean_teacher-f0.1-s1-soft", "success", 0.45),
+        _experiment("sweep-mean_teacher-f0.1-s2-soft", "success", 0.90),
+        _experiment("sweep-mean_teacher-f1-s0-soft", "success", 0.90)]}]
+    differences = sweep.paired(sweep.experiments(show))
+    assert list(differences) == [("mean_teacher/soft", 0.1)]
+    mean = differences[("mean_teacher/soft", 0.1)]["mean"]
+    assert sorted(mean) == [0, 1]
+    assert abs(mean[0] - 0.10) < 1e-9 and abs(mean[1] + 0.05) < 1e-9
+    row = sweep.paired_table(differences).splitlines()[2]
+    assert row.startswith("| mean_teacher/soft | 0.1 | 0,1 | +0.025 ± 0.075 (1/2) |"), row
+    assert row.endswith("| +0.100, -0.050 |"), row
