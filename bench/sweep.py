@@ -220,21 +220,23 @@ def plot(results: dict, path: str | Path) -> None:
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
     methods = sorted({m for m, _, _ in results}, key=_method_order)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
-    styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":")
+    styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":", k)
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
     fig, axes = plt.subplots(1, 4, figsize=(19, 4), sharex=True)
     for ax, key in zip(axes, titles):
-        for k, ((method, model), style) in enumerate(styles.items()):
+        for (method, model), style in styles.items():
             points = sorted((f, results[(m, f, mo)][key]) for (m, f, mo) in results
                             if m == method and mo == model and results[(m, f, mo)][key])
             if not points:
                 continue
-            x = [f * 1.025 ** (k - len(styles) / 2) for f, _ in points]  # side by side on the log axis
+            step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods spread over a factor 1.2 around f
+            x = [f * step ** (style[2] - (len(methods) - 1) / 2) for f, _ in points]  # side by side (log axis)
             mean = [np.mean(v) for _, v in points]
-            ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o" if style[1] == "-" else ".",
-                    label=f"{method}, {model}")
+            solid = style[1] == "-"
+            ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o" if solid else ".",
+                    label=f"{method} ({model})" if solid else "_nolegend_")
             ax.vlines(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.5)
             ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.12)
         ax.set_xscale("log")
@@ -247,7 +249,8 @@ def plot(results: dict, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("criterion on the validation side")
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panels, hiding none
-    fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side)")
+    fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side); "
+                 "solid: the model each method yields, dotted: its other model")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -128,7 +128,9 @@ def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipe
                             } | {("trivial", 0.5, "trivial")}  # the trivial predictors, once for the one seed
     assert all(len(cell["va"]) == len(cell["mean"]) == 1 for cell in results.values())
     text = sweep.report(tmp_path / "sweep.png", cwd=project)
-    assert text.count("| 0.5 |") == 5 and "| trivial | 0.5 | trivial | 1 |" in text  # one seed's trivial predictors
+    curve_table, paired_table = text.split("\n\n")
+    assert curve_table.count("| 0.5 |") == 5 and "| trivial | 0.5 | trivial | 1 |" in text  # one seed's trivial predictors
+    assert paired_table.count("| 0.5 |") == 1 and "| mean_teacher | 0.5 | 0 | " in paired_table  # minus supervised
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
     dvc(project, "queue", "stop")
     kept = json.loads((project / sweep.RESULTS).read_text())
