@@ -113,6 +113,17 @@ def kept(rows: list[dict], stored: list[dict]) -> list[dict]:
     return [merged[name] for name in sorted(merged)]
 
 
+def _method(match: re.Match) -> str:
+    """The reported method of a sweep experiment's name match: `<method>` or `<method>/<variant>`."""
+    return match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+
+
+def _criteria(metrics: dict) -> dict[str, float]:
+    """{task: criterion} of one model's metrics, for the tasks on the validation side, and their "mean"."""
+    scores = {task: metrics[task]["criterion"] for task in TASKS if task in metrics}
+    return scores | {"mean": float(np.mean(list(scores.values())))}
+
+
 def curve(rows: list[dict]) -> dict:
     """{(method, fraction, model): {task and "mean": [criteria over seeds]}} from the sweep's experiments;
     the trivial predictors (evaluate's "trivial": the training side's majority, which depends on the labels
@@ -123,17 +134,15 @@ def curve(rows: list[dict]) -> dict:
         match = NAME.match(str(row["name"]))
         if not match or not row["metrics"]:
             continue
-        method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+        method = _method(match)
         fraction = float(match["fraction"])
         cells = [(method, model) for model in MODELS]
         if TRIVIAL in row["metrics"] and (fraction, match["seed"]) not in trivial_seen:
             trivial_seen.add((fraction, match["seed"]))
             cells.append((TRIVIAL, TRIVIAL))
         for row_method, model in cells:
-            scores = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
-            scores["mean"] = float(np.mean(list(scores.values())))  # of the tasks on the validation side
             cell = results.setdefault((row_method, fraction, model), {k: [] for k in (*TASKS, "mean")})
-            for key, value in scores.items():
+            for key, value in _criteria(row["metrics"][model]).items():
                 cell[key].append(value)
     return results
 
@@ -175,10 +184,7 @@ def paired(rows: list[dict], baseline: str = "supervised", model: str = "teacher
         match = NAME.match(str(row["name"]))
         if not match or model not in row["metrics"]:
             continue
-        method = match["method"] + (f"/{match['variant']}" if match["variant"] else "")
-        criteria = {task: row["metrics"][model][task]["criterion"] for task in TASKS if task in row["metrics"][model]}
-        criteria["mean"] = float(np.mean(list(criteria.values())))
-        scores[(method, float(match["fraction"]), int(match["seed"]))] = criteria
+        scores[(_method(match), float(match["fraction"]), int(match["seed"]))] = _criteria(row["metrics"][model])
     differences: dict = {}
     for (method, fraction, seed), criteria in sorted(scores.items()):
         reference = scores.get((baseline, fraction, seed))
@@ -224,6 +230,7 @@ def plot(results: dict, path: str | Path) -> None:
     main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
     styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":", k)
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
+    step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods' x positions spread over a factor 1.2 around f
     fig, axes = plt.subplots(1, 4, figsize=(19, 4), sharex=True)
     for ax, key in zip(axes, titles):
         for (method, model), style in styles.items():
@@ -231,7 +238,6 @@ def plot(results: dict, path: str | Path) -> None:
                             if m == method and mo == model and results[(m, f, mo)][key])
             if not points:
                 continue
-            step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods spread over a factor 1.2 around f
             x = [f * step ** (style[2] - (len(methods) - 1) / 2) for f, _ in points]  # side by side (log axis)
             mean = [np.mean(v) for _, v in points]
             solid = style[1] == "-"
