@@ -5,11 +5,15 @@ Queue the sweep in DVC's experiment queue, run it, then read the results back wi
     python -m bench.sweep queue                  # method x label fraction x seed, one queued experiment each
     dvc queue start -j 1                         # runs them (one at a time on a CPU machine)
     python -m bench.sweep report                 # table (stdout, BENCHMARKS.md) and data/readme/sweep.png
+    python -m bench.sweep report --videos 64 --plot data/readme/sweep64.png   # the rows of another demo size
 
 DVC experiments live in the checkout that ran them, so the report also keeps every finished sweep
 experiment's criteria in `bench/sweep_results.json` (committed): each row names the experiment and the
-commit it ran on; a later report reads that file back and adds this checkout's experiments, a rerun
-replacing the row of the same name. A fresh clone's report thus shows the whole table.
+commit it ran on and the demo's size (`demo.n_videos`); a later report reads that file back and adds this
+checkout's experiments, a rerun replacing the row of the same name and demo size. A fresh clone's report
+thus shows the whole table. A curve is drawn on one demo: the report shows the rows of params.yaml's
+`demo.n_videos`, or of `--videos N` (the rows kept before the size was recorded all ran on 64 videos and
+carry 64).
 
 Each experiment sets `train.method`, `partition.label_fraction` and the seed (`train.seed` and
 `partition.label_seed`, so the seed picks both the model's initialisation and batches and which training
@@ -40,6 +44,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 METHODS = ("supervised", "mean_teacher")
 FRACTIONS = (0.1, 0.25, 1.0)
@@ -101,16 +106,19 @@ def experiments(show: list) -> list[dict]:
 
 def kept(rows: list[dict], stored: list[dict]) -> list[dict]:
     """The rows of `bench/sweep_results.json`: `stored` rows with this checkout's sweep experiments `rows`
-    added, a row of the same name replaced; each {"name", "commit", "metrics": {model: {task: {"criterion"}}}}
-    (the criteria only), sorted by name."""
-    merged = {row["name"]: row for row in stored}
+    added, a row of the same name and demo size replaced (the same name on another demo size is another row);
+    each {"name", "commit", "videos", "metrics": {model: {task: {"criterion"}}}} (the criteria only;
+    "videos": the experiment's `demo.n_videos`, None if it has none), sorted by name and size."""
+    merged = {(row["name"], row.get("videos")): row for row in stored}
     for row in rows:
         if NAME.match(str(row["name"])) and row["metrics"]:
             criteria = {model: {task: {"criterion": row["metrics"][model][task]["criterion"]}
                                 for task in TASKS if task in row["metrics"][model]}
                         for model in (*MODELS, TRIVIAL) if model in row["metrics"]}
-            merged[row["name"]] = {"name": row["name"], "commit": row.get("commit", ""), "metrics": criteria}
-    return [merged[name] for name in sorted(merged)]
+            videos = ((row.get("params") or {}).get("demo") or {}).get("n_videos")
+            merged[(row["name"], videos)] = {"name": row["name"], "commit": row.get("commit", ""),
+                                             "videos": videos, "metrics": criteria}
+    return [merged[key] for key in sorted(merged, key=lambda key: (key[0], key[1] or 0))]
 
 
 def _method(match: re.Match) -> str:
@@ -263,9 +271,16 @@ def plot(results: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
-def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", results: str | Path = RESULTS) -> str:
+def demo_videos(cwd: str | Path = ".") -> int:
+    """`demo.n_videos` of the params.yaml at `cwd`: the demo size a report shows by default."""
+    return int(yaml.safe_load((Path(cwd) / "params.yaml").read_text())["demo"]["n_videos"])
+
+
+def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", results: str | Path = RESULTS,
+           videos: int | None = None) -> str:
     """Read `dvc exp show --json` in the project at `cwd` and the kept rows of `results` (relative to `cwd`),
-    write the merged rows back there (atomically), print the table, write the plot; returns the table."""
+    write the merged rows back there (atomically), print the table and write the plot of the rows that ran on
+    a demo of `videos` videos (default: params.yaml's `demo.n_videos`); returns the table."""
     show = json.loads(subprocess.run([DVC, "exp", "show", "--json", "--all-commits"], check=True,
                                      capture_output=True, text=True, cwd=cwd).stdout)
     path = Path(cwd) / results
@@ -279,6 +294,13 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(rows, indent=1) + "\n")
     partial.replace(path)
+    videos = demo_videos(cwd) if videos is None else videos
+    rows = [row for row in rows if row.get("videos") == videos]
+    if not rows:
+        message = f"no sweep experiments on a demo of {videos} videos in {path}: `--videos N` shows another size"
+        print(message)
+        return message
+    print(f"sweep experiments on the demo of {videos} videos")
     results = curve(rows)
     text = table(results) + "\n\n" + paired_table(paired(rows))
     print(text)
@@ -299,12 +321,14 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("report", help="table and plot of the finished experiments")
     r.add_argument("--plot", default="data/readme/sweep.png")
     r.add_argument("--results", default=str(RESULTS), help="the kept criteria, read and written back")
+    r.add_argument("--videos", type=int, default=None, help="the demo size shown (default: params.yaml's)")
     args = parser.parse_args(argv or [])  # `python -m bench` calls main() without arguments: the report
     if args.command == "queue":
         for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant):
             print(name)
     else:
-        report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS))
+        report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
+               videos=getattr(args, "videos", None))
 
 
 if __name__ == "__main__":

@@ -135,6 +135,11 @@ def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipe
     dvc(project, "queue", "stop")
     kept = json.loads((project / sweep.RESULTS).read_text())
     assert sorted(row["name"] for row in kept) == sorted(names)
+    videos = sweep.demo_videos(project)
+    assert {row["videos"] for row in kept} == {videos}  # a curve is drawn on one demo size
+    other = sweep.report(tmp_path / "other.png", cwd=project, videos=videos + 1)
+    assert other.startswith(f"no sweep experiments on a demo of {videos + 1} videos")
+    assert not (tmp_path / "other.png").exists()
     dvc(project, "exp", "remove", "-A")  # as a fresh clone: no experiments, the kept file only
     assert sweep.curve(sweep.experiments(json.loads(dvc(project, "exp", "show", "--json").stdout))) == {}
     assert sweep.report(tmp_path / "again.png", cwd=project) == text

@@ -43,15 +43,20 @@ def test_variants_are_reported_beside_their_method():
 
 def test_kept_rows_survive_and_a_rerun_replaces_its_row():
     """The kept file's rows are reported with this checkout's experiments; an experiment of the same name
-    replaces its kept row (criteria only, with the commit it ran on); other experiments are not kept."""
-    stored = [{"name": "sweep-supervised-f0.1-s0", "commit": "old", "metrics": _metrics(0.1)},
-              {"name": "sweep-supervised-f0.1-s1", "commit": "old", "metrics": _metrics(0.3)}]
-    show = [{"rev": "new", "data": {}, "experiments": [
-        _experiment("sweep-supervised-f0.1-s1", "success", 0.5),
-        _experiment("my-run", "success", 0.9)]}]
+    replaces its kept row (criteria only, with the commit and the demo size it ran on); other experiments
+    are not kept."""
+    stored = [{"name": "sweep-supervised-f0.1-s0", "commit": "old", "videos": 32, "metrics": _metrics(0.1)},
+              {"name": "sweep-supervised-f0.1-s1", "commit": "old", "videos": 32, "metrics": _metrics(0.3)}]
+    rerun = _experiment("sweep-supervised-f0.1-s1", "success", 0.5)
+    rerun["revs"][0]["data"]["params"] = {"params.yaml": {"data": {"demo": {"n_videos": 32}}}}
+    show = [{"rev": "new", "data": {}, "experiments": [rerun, _experiment("my-run", "success", 0.9)]}]
     rows = sweep.kept(sweep.experiments(show), stored)
     assert [(row["name"], row["commit"]) for row in rows] == [("sweep-supervised-f0.1-s0", "old"),
                                                               ("sweep-supervised-f0.1-s1", "new")]
+    assert rows[1]["videos"] == 32  # the demo size it ran on, which the report selects by
+    again = sweep.kept(sweep.experiments(show), [*rows, {**stored[0], "videos": 64}])
+    assert [(row["name"], row["videos"]) for row in again] == [  # a name on another demo size is another row
+        ("sweep-supervised-f0.1-s0", 32), ("sweep-supervised-f0.1-s0", 64), ("sweep-supervised-f0.1-s1", 32)]
     assert rows[1]["metrics"]["teacher"] == {task: {"criterion": 0.5} for task in sweep.TASKS}
     assert sweep.curve(rows)[("supervised", 0.1, "teacher")]["expr"] == [0.1, 0.5]
 
