@@ -128,7 +128,7 @@ def _from_mirror(spec: ModelFile, mirror: str | os.PathLike | None, dest: Path) 
     return False
 
 
-def download(files: dict[Path, ModelFile]) -> None:
+def download_files(files: dict[Path, ModelFile]) -> None:
     """Download pinned files to their destinations (`dest: spec`), reading each url once.
 
     A zip at a url is opened once for all the members wanted from it. Each file is checked against
@@ -180,7 +180,7 @@ def materialise(names: list[str], models_dir: str | os.PathLike,
                 if not download:
                     raise ModelError(_missing_message(name, spec, mirror))
                 try:
-                    download({dest: spec})
+                    download_files({dest: spec})
                 except OSError as err:
                     raise ModelError(f"{_missing_message(name, spec, mirror)} (download failed: {err})") from err
             paths.append(dest)

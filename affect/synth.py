@@ -30,7 +30,9 @@ Validation_Set by video.
 The same seed gives the same bytes on any x86-64 machine, whatever the number of jobs: every point, matrix
 and factor that drives pixels is computed with exact arithmetic or put on a grid (`affect.exact`), warps and
 blurs run in elementwise or fixed-point arithmetic (no SIMD-dependent OpenCV float path), the voice is
-rounded to 16-bit PCM, and ffmpeg encodes with bit-exact flags and pinned CPU flags (`affect.video.CPUFLAGS`).
+rounded to 16-bit PCM, and ffmpeg encodes with bit-exact flags and pinned CPU flags (`affect.video.CPUFLAGS`),
+x264 with its processor-independent algorithms (without them 2 of the 128 default videos differed between an
+AMD Zen 3 and a Zen 4 machine).
 `data/demo.sha256` lists the default tree's checksums (tests/test_reproducible.py).
 
 Source faces whose head is turned too far (t1.jpg's second and fifth face) fold the warp and are not used.
@@ -47,6 +49,7 @@ import shutil
 import subprocess
 import sys
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +110,10 @@ NEUTRAL_MOUTH = 0.8    # neutral mouth width at most this many eye distances (sm
 MAX_TURN = 0.3         # source faces whose nose tip is further off the eyes' centre (in eye distances) are not used
 # Container variants: (extension, video codec args, audio codec args, audio rate).
 FORMATS = {
-    "mp4": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"],
+    # x264 picks some algorithms by the processor (its mbtree propagation in float SIMD, the x9 intra searches):
+    # cpu-independent takes the canonical ones, so the same frames give the same H.264 stream on every machine.
+    "mp4": (".mp4", ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
+                     "-x264-params", "cpu-independent=1"],
             ["-c:a", "aac", "-b:a", "96k"], 44100),
     "avi_mpeg4": (".avi", ["-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"],
                   ["-c:a", "libmp3lame", "-b:a", "96k", "-avoid_negative_ts", "disabled"], 44100),  # else a pts gap
@@ -713,21 +719,30 @@ def track_names(plan: VideoPlan) -> list[str]:
     return [plan.stem] if plan.people == 1 else [f"{plan.stem}_left", f"{plan.stem}_right"]
 
 
-def make_video(plan: VideoPlan, faces: list[Face], root: Path, seed: int, unlabelled_rate: float,
-               row_mismatch_fraction: float) -> None:
-    """Render, encode and annotate one planned video under `root`."""
+def render_video(plan: VideoPlan, faces: list[Face], seed: int
+                 ) -> tuple[Iterator[np.ndarray], np.ndarray | None, np.random.Generator, list[Performance]]:
+    """What ffmpeg gets for one planned video: its frames (a generator of (H, W, 3) uint8 RGB) and its voice
+    (float32 at VOICE_RATE; None without an audio track); then the random generator that draws its labels
+    next and the performance of each person."""
     performances = latents(plan, seed)
     rng = np.random.default_rng([seed, plan.index, 1])
     people = [vary(faces[int(k)], rng) for k in rng.choice(len(faces), plan.people, replace=False)]
-    width, height = people[0].image.shape[1] * len(people), people[0].image.shape[0]
-    backdrop = background(rng, width, height)
-    ext = FORMATS[plan.fmt][0]
-    path = root / "videos" / f"{plan.stem}{ext}"
-    wav = None
-    if plan.voice_of >= 0:
-        wav = root / f".{plan.stem}.wav"
-        write_wav(wav, voice(rng, performances[plan.voice_of].arousal, plan.fps), VOICE_RATE)
+    backdrop = background(rng, people[0].image.shape[1] * len(people), people[0].image.shape[0])
+    sound = voice(rng, performances[plan.voice_of].arousal, plan.fps) if plan.voice_of >= 0 else None
     frames = (render_frame(people, performances, i, backdrop) for i in range(plan.n_frames))
+    return frames, sound, rng, performances
+
+
+def make_video(plan: VideoPlan, faces: list[Face], root: Path, seed: int, unlabelled_rate: float,
+               row_mismatch_fraction: float) -> None:
+    """Render, encode and annotate one planned video under `root`."""
+    frames, sound, rng, performances = render_video(plan, faces, seed)
+    width, height = faces[0].image.shape[1] * plan.people, faces[0].image.shape[0]
+    path = root / "videos" / f"{plan.stem}{FORMATS[plan.fmt][0]}"
+    wav = None
+    if sound is not None:
+        wav = root / f".{plan.stem}.wav"
+        write_wav(wav, sound, VOICE_RATE)
     encode(frames, path, (width, height), plan.fps, plan.fmt, wav)
     if wav is not None:
         wav.unlink()

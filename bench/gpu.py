@@ -15,20 +15,29 @@
 
 Without CUDA it runs the same code on the CPU at toy sizes (`--smoke`, automatic), to check the script itself;
 those numbers are not GPU figures.
+
+A GPU machine without ffmpeg or the model mirror (a bare cloud node) takes what needs them from a CPU machine:
+`python -m bench.gpu --prepare DIR` there writes the face models, the GRID frames (JPEG) and the preprocessed
+demo into DIR (about 14 MB: no raw frames, no videos), and `python -m bench.gpu --prepared DIR` on the GPU
+machine measures with them. ONNX Runtime's CUDA row needs onnxruntime-gpu; without it the script says so.
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import torch
 import torchvision
 
 from affect.detect import FaceDetector
-from affect.images import decode_image
+from affect.images import decode_image, encode_jpeg
 from affect.index import build_index, find_annotations, write_index
 from affect.labels import build_labels
 from affect.landmarks import LandmarkModel
@@ -37,7 +46,7 @@ from affect.models import materialise, model_file
 from affect.partition import partition
 from affect.pipeline import loader_options, preprocess
 from affect.schema import TASKS, Layout
-from affect.shards import read_shards, write_parquet
+from affect.shards import read_arrow, read_shards, write_arrow, write_parquet
 from affect.synth import generate
 from affect.train import TrainConfig, clip_batches, fit
 from affect.tsav import TSAV
@@ -57,11 +66,19 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def face_models(models: Path) -> list[str]:
+def grid_frames() -> list[np.ndarray]:
+    """The RGB frames part 1 runs the face models on: the first 150 of two GRID videos."""
+    return [f for g in GRID[:2] for f in iter_frames(MEDIA / f"{g}.mpg")][:150]
+
+
+def face_models(models: Path, frames: list[np.ndarray]) -> list[str]:
     """Rows of part 1: frames/s per provider."""
-    frames = [f for g in GRID[:2] for f in iter_frames(MEDIA / f"{g}.mpg")][: 20 if SMOKE else 150]
+    frames = frames[:20 if SMOKE else 150]
     rows = []
-    for providers in ("cpu", "cuda") if GPU else ("cpu",):
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if GPU and not cuda:
+        print(f"ONNX Runtime {ort.__version__} has no CUDA provider here (onnxruntime-gpu): CPU row only\n")
+    for providers in ("cpu", "cuda") if GPU and cuda else ("cpu",):
         detector = FaceDetector(model_file("scrfd_2.5g", "det", models), 640, 0.5, providers=providers)
         landmarks = LandmarkModel(model_file("pfld106", "landmarks", models), providers=providers)
         boxes = [detector.detect(f)[0] for f in frames[:3]]  # warm-up (CUDA: kernels, memory)
@@ -126,10 +143,11 @@ def training(params: dict) -> list[str]:
     return rows
 
 
-def demo_layout(folder: Path, models: Path, params: dict) -> Layout:
-    """A small demo preprocessed at TSAV's 112 px, labelled and partitioned."""
+def demo_layout(folder: Path, models: Path, params: dict, small: bool) -> Layout:
+    """A small demo preprocessed at TSAV's 112 px, labelled and partitioned: 6 videos of 3-4 s (`small`: 3 of
+    2-3 s)."""
     root, layout = folder / "demo", Layout(folder / "data", models)
-    generate(root, n_videos=3 if SMOKE else 6, seconds=(2, 3) if SMOKE else (3, 4), jobs=1 if SMOKE else 0)
+    generate(root, n_videos=3 if small else 6, seconds=(2, 3) if small else (3, 4), jobs=params["align"]["jobs"])
     write_index(build_index(root, 1, jobs=1), layout.index)
     preprocess(0, params | {"dataset": {"root": str(root)}}, layout)
     index = build_index(root, 1, jobs=1)
@@ -197,17 +215,53 @@ def table(header: str, rows: list[str]) -> None:
     print(header, "|---|" + "---:|" * (columns - 1), *rows, "", sep="\n", flush=True)
 
 
+def prepare(folder: Path, params: dict, small: bool) -> None:
+    """What needs ffmpeg and the model mirror, into `folder`: the face models, the GRID frames (JPEG) and the
+    demo layout (`small`: demo_layout's), without what the measurements do not read (videos, raw frames, QA)."""
+    models = folder / "models"
+    materialise(["scrfd_2.5g", "pfld106"], models, mirror=ROOT / params["models"]["mirror"], download=False)
+    (folder / "frames").mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(grid_frames()):
+        (folder / "frames" / f"{i:03d}.jpg").write_bytes(encode_jpeg(frame, 95))
+    layout = demo_layout(folder, models, params, small)
+    shutil.rmtree(folder / "demo")
+    times = read_arrow(layout.frames(0)).select(["video", "frame", "pts"])  # what the loader reads of it
+    shutil.rmtree(layout.split(0))
+    write_arrow(times, layout.frames(0))
+    shutil.rmtree(layout.root / "qa")
+
+
+def prepared(folder: Path) -> tuple[Path, list[np.ndarray], Layout]:
+    """What `prepare` wrote into `folder`: (models folder, GRID frames, demo layout)."""
+    frames = [decode_image(p.read_bytes()) for p in sorted((folder / "frames").glob("*.jpg"))]
+    return folder / "models", frames, Layout(folder / "data", folder / "models")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU (automatic without CUDA)")
+    parser.add_argument("--prepare", type=Path, metavar="DIR",
+                        help="write the models, the GRID frames and the preprocessed demo into DIR, then stop")
+    parser.add_argument("--prepared", type=Path, metavar="DIR", help="measure with what --prepare wrote in DIR")
+    args = parser.parse_args()
     params = load_params()
     params["align"] = params["align"] | {"crop_size": 112, "jobs": 1 if SMOKE else 0}
+    if args.prepare:
+        prepare(args.prepare, params | {"align": params["align"] | {"jobs": 0}}, small=args.smoke)
+        print(f"{args.prepare}: models, GRID frames and the demo preprocessed at 112 px for --prepared")
+        return
     device = torch.cuda.get_device_name() if GPU else "no GPU: smoke run on the CPU, not GPU figures"
     print(f"{device}; torch {torch.__version__}; TSAV width {WIDTH}, batch {BATCH}, {STEPS} timed steps\n")
     with tempfile.TemporaryDirectory() as tmp:
-        models = Path(tmp) / "models"
-        materialise(["scrfd_2.5g", "pfld106"], models, mirror=ROOT / params["models"]["mirror"], download=False)
-        table("| ONNX Runtime provider | frames | detector frames/s | landmarks faces/s |", face_models(models))
+        if args.prepared:
+            models, frames, layout = prepared(args.prepared)
+        else:
+            models, frames, layout = Path(tmp) / "models", grid_frames(), None
+            materialise(["scrfd_2.5g", "pfld106"], models, mirror=ROOT / params["models"]["mirror"], download=False)
+        table("| ONNX Runtime provider | frames | detector frames/s | landmarks faces/s |",
+              face_models(models, frames))
         table("| training step | width | batch | supervised clips/s | mean_teacher clips/s |", training(params))
-        layout = demo_layout(Path(tmp), models, params)
+        layout = layout or demo_layout(Path(tmp), models, params, small=SMOKE)
         table("| loader workers | batch | mean_teacher clips/s with the loader | time waiting for data |",
               loader(params, layout))
         table("| JPEG decoding of 112 px crops | crops/s |", jpeg(layout))

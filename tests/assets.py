@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
-from affect.models import MODELS, ModelError, ModelFile, download
+from affect.models import MODELS, ModelError, ModelFile, download_files
 from affect.shards import atomic_path, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +218,7 @@ def _fill(mirror: Path, cache: Path, pinned: list[ModelFile], packaged: list[Pac
         log(f"test assets: downloading {len(missing)} files into {cache}")
     for url in sorted({spec.url for spec in missing.values()}):
         try:
-            download({dest: spec for dest, spec in missing.items() if spec.url == url})
+            download_files({dest: spec for dest, spec in missing.items() if spec.url == url})
         except OSError as err:
             raise _DownloadFailed(url, err) from err
     for item in packaged:

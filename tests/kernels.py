@@ -3,7 +3,8 @@
 `python -m tests.kernels CONFIG OUT_DIR MODELS_DIR` (run by tests/test_reproducible.py in a subprocess, with
 the environment variables of CONFIG already set, since numpy, OpenBLAS, ATen and oneDNN read them at import).
 It simulates another processor from inside this one: numpy without its AVX-512 / AVX2 loops, OpenBLAS with
-another core's kernels, ATen and oneDNN capped at an older instruction set, OpenCV without its SIMD paths,
+another core's kernels, ATen and oneDNN capped at an older instruction set, ffmpeg at SSE4.2 and x264 (which
+detects the processor itself) at SSE2, OpenCV without its SIMD paths,
 ONNX Runtime with another thread count and no graph optimisation. Prints one JSON object {relative path:
 sha256} of everything written under OUT_DIR.
 """
@@ -48,6 +49,37 @@ SMALL_DEMO = dict(seed=1, n_videos=4, seconds=(1.5, 2.0), two_person_fraction=0.
 AUDIO = {"sample_rate": 44100, "n_fft": 1024, "win_length": 882, "hop_length": 441, "n_mels": 64, "top_db": 80}
 
 
+def x264_asm(args: list[str], asm: str) -> list[str]:
+    """ffmpeg arguments with x264's processor detection overridden by `asm` (x264's --asm: "SSE2", "0" = C only)
+    where they encode with libx264; other arguments unchanged."""
+    if "libx264" not in args:
+        return args
+    args = list(args)
+    if "-x264-params" in args:
+        i = args.index("-x264-params") + 1
+        args[i] = f"{args[i]}:asm={asm}"
+    else:
+        args[-1:-1] = ["-x264-params", f"asm={asm}"]
+    return args
+
+
+def ffmpeg_wrappers(bin_dir: Path, cpuflags: str | None, asm: str | None) -> Path:
+    """`bin_dir` with an ffmpeg and an ffprobe that run the real ones (found on PATH now) with ffmpeg's
+    `-cpuflags cpuflags` and x264's processor detection overridden by `asm` (`x264_asm`); None: unchanged."""
+    import shutil
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("ffmpeg", "ffprobe"):
+        flags = ["-cpuflags", cpuflags] if cpuflags else []
+        (bin_dir / tool).write_text(
+            f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+            f"from tests.kernels import x264_asm\n"
+            f"args = sys.argv[1:] if {asm!r} is None else x264_asm(sys.argv[1:], {asm!r})\n"
+            f"os.execv({shutil.which(tool)!r}, [{tool!r}, *{flags!r}, *args])\n")
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
 def apply(config: dict) -> None:
     """The in-process switches of a configuration: OpenCV's SIMD paths, ONNX Runtime's threads and graph level."""
     import cv2
@@ -56,12 +88,8 @@ def apply(config: dict) -> None:
     import affect.models
 
     if config.get("ffmpeg_cpuflags"):   # ffmpeg and ffprobe as they run on a processor with only these flags
-        import shutil
         import tempfile
-        bin_dir = Path(tempfile.mkdtemp(prefix="ffmpeg-cpuflags-"))
-        for tool in ("ffmpeg", "ffprobe"):
-            (bin_dir / tool).write_text(f'#!/bin/sh\nexec {shutil.which(tool)} -cpuflags {config["ffmpeg_cpuflags"]} "$@"\n')
-            (bin_dir / tool).chmod(0o755)
+        bin_dir = ffmpeg_wrappers(Path(tempfile.mkdtemp(prefix="ffmpeg-cpuflags-")), config["ffmpeg_cpuflags"], "SSE2")
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     cv2.setUseOptimized(config.get("cv2_optimized", True))
     threads = config.get("ort_threads", 1)

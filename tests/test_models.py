@@ -76,3 +76,38 @@ def test_models_stage_writes_data_models(tmp_path, models_mirror):
     subprocess.run([sys.executable, "-m", "stages.models"], cwd=tmp_path, check=True,
                    capture_output=True)
     assert sha256_of(tmp_path / "data/models/scrfd_500m/det.onnx") == MODELS["scrfd_500m"][0].sha256
+
+
+def test_models_stage_takes_a_relative_mirror_from_the_project_that_queued_the_experiment(tmp_path, models_mirror):
+    """`dvc exp run --queue` runs each stage in a copy of the project under `.dvc/tmp/exps/`: params.yaml's
+    relative `../shared/models` is then found beside the project that queued it (before, the stage looked
+    beside the copy, found nothing and went to download)."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "models").symlink_to(models_mirror)
+    copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpq1w2e3"
+    shutil.copytree(ROOT / "stages", copy / "stages")
+    (copy / "params.yaml").write_text("models:\n  mirror: ../shared/models\n  names: [scrfd_500m]\n")
+    run = subprocess.run([sys.executable, "-m", "stages.models"], cwd=copy, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"copied from {tmp_path / 'project' / '../shared/models'}" in run.stderr
+    assert sha256_of(copy / "data/models/scrfd_500m/det.onnx") == MODELS["scrfd_500m"][0].sha256
+
+
+def test_materialise_downloads_what_the_mirror_lacks(tmp_path, asset_folders, monkeypatch):
+    """A model missing from the mirror comes from its pinned URL (a server on 127.0.0.1 playing upstream),
+    checked by sha256; with that server gone the error names the model, the mirror and the URL."""
+    from dataclasses import replace
+
+    from affect import models
+    from tests import assets
+    from tests.test_assets import closed_port_url
+
+    (spec,) = MODELS["pfld106"]
+    with assets.serve(assets.upstream_files(asset_folders)) as base_url:
+        monkeypatch.setitem(models.MODELS, "pfld106", [replace(spec, url=assets.upstream(spec.url, base_url))])
+        (path,) = materialise(["pfld106"], tmp_path / "models", mirror=tmp_path / "empty", download=True)
+    assert path == tmp_path / "models" / "pfld106" / "landmarks.onnx" and sha256_of(path) == spec.sha256
+    monkeypatch.setitem(models.MODELS, "pfld106", [replace(spec, url=assets.upstream(spec.url, closed_port_url()))])
+    with pytest.raises(ModelError, match=r"model 'pfld106'.*mirror folder.*empty.*download failed"):
+        materialise(["pfld106"], tmp_path / "other", mirror=tmp_path / "empty", download=True)
+    assert not (tmp_path / "other" / "pfld106" / "landmarks.onnx").exists()

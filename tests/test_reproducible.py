@@ -2,7 +2,7 @@
 
 Another processor is simulated from inside this one (tests/kernels.py): numpy without its AVX-512 / AVX2
 loops, OpenBLAS with Haswell kernels, ATen and oneDNN capped at SSE4.1, libjpeg-turbo at SSE2, ffmpeg at
-SSE4.2, OpenCV without its SIMD paths, ONNX Runtime with two threads and no graph optimisation. Before the
+SSE4.2, x264 at SSE2, OpenCV without its SIMD paths, ONNX Runtime with two threads and no graph optimisation. Before the
 outputs were made insensitive to that, this comparison named every demo video, the face, landmark and mask
 shards and the mel spectrograms.
 
@@ -50,6 +50,28 @@ def test_demo_and_preprocessing_give_the_same_bytes_under_other_kernels(tmp_path
     assert {"raw", "split", "faces", "landmarks", "masks", "mel"} <= kinds, kinds
     differ = sorted(path for path in set(native) | set(other) if native.get(path) != other.get(path))
     assert not differ, f"differ under older_cpu kernels: {differ}"
+
+
+def test_h264_encoding_gives_the_same_bytes_whatever_processor_x264_detects(tmp_path, media, monkeypatch):
+    """`synth.encode` with the demo's H.264 settings writes the same bytes for 40 frames of a real video with
+    x264's own processor detection, with its SSE2 code and with its C code only (ffmpeg wrappers that pass
+    x264 `asm=`). x264 detects the processor itself (ffmpeg's -cpuflags does not reach it); without its
+    cpu-independent setting 2 of the 128 default demo videos differed between an AMD Zen 3 and a Zen 4 machine,
+    and on an AVX2 machine these 40 frames differ between its detected code and its C code."""
+    from affect.video import iter_frames
+    from tests.kernels import ffmpeg_wrappers
+
+    frames = [f for _, f in zip(range(40), iter_frames(media / "grid_bbaf2n.mpg"))]
+    height, width = frames[0].shape[:2]
+    path = os.environ["PATH"]
+    digests = {}
+    for asm in (None, "SSE2", "0"):
+        bin_dir = ffmpeg_wrappers(tmp_path / f"bin-{asm}", None, asm)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{path}")
+        out = tmp_path / f"asm-{asm}.mp4"
+        synth.encode(iter(frames), out, (width, height), 25, "mp4", None)
+        digests[asm] = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert len(set(digests.values())) == 1, f"x264's output depends on its code path: {digests}"
 
 
 def _default_demo() -> dict:
