@@ -69,13 +69,13 @@ def ffmpeg_wrappers(bin_dir: Path, cpuflags: str | None, asm: str | None) -> Pat
     import shutil
 
     bin_dir.mkdir(parents=True, exist_ok=True)
+    args = "sys.argv[1:]" if asm is None else f"x264_asm(sys.argv[1:], {asm!r})"
     for tool in ("ffmpeg", "ffprobe"):
         flags = ["-cpuflags", cpuflags] if cpuflags else []
         (bin_dir / tool).write_text(
             f"#!{sys.executable}\nimport os, sys\nsys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
             f"from tests.kernels import x264_asm\n"
-            f"args = sys.argv[1:] if {asm!r} is None else x264_asm(sys.argv[1:], {asm!r})\n"
-            f"os.execv({shutil.which(tool)!r}, [{tool!r}, *{flags!r}, *args])\n")
+            f"os.execv({shutil.which(tool)!r}, [{tool!r}, *{flags!r}, *{args}])\n")
         (bin_dir / tool).chmod(0o755)
     return bin_dir
 

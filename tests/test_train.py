@@ -271,22 +271,20 @@ def check_train_stage(data: Path, project: Path) -> None:
         criteria = validation(sides["val"], ("clip", "mel"), batch_size=params["train"]["batch_size"])(model)
         assert criteria == pytest.approx(metrics["val"][name], abs=1e-6)
         assert set(criteria) == set(trivial) | {"mean"}
-        if name == "student":
-            assert criteria["va"] > trivial["va"], (criteria, trivial)
-            assert criteria["mean"] > np.mean(list(trivial.values())), (criteria, trivial)
 
 
 @pytest.mark.slow
 def test_train_stage_on_the_demo(demo_pipeline, tmp_path):
     """A short run of the stage on the demo pipeline's data: every task's loss on a fixed set of training
     samples is lower for the trained student than for an untrained model (the per-step losses that dvclive
-    logs are too noisy on this little data to compare), the stage's
-    dvclive log and saved models agree, and the student beats the trivial predictors on VA and on the mean
-    criterion. (120 steps on a CPU do not beat every trivial predictor task by task, and the teacher, an EMA
-    with eta 0.99, still lags the student this early.) The run keeps the sound for every sample
-    (`train.mel_dropout` 0): in 120 steps the demo's VA is learned from the voice first, and with half of the
-    samples silent (the default, for the 2,000-step run) the training VA loss was no lower than an untrained
-    model's (1.035 against 0.975)."""
+    logs are too noisy on this little data to compare), and the stage's dvclive log and saved models agree.
+    No claim against the trivial predictors on the validation side: until 2026-12-04 the student beat them on
+    VA and on the mean criterion, and re-encoding the demo with x264's processor-independent code (a change
+    at the level of compression noise) turned its VA from above the trivial 0 to -0.096, so one 120-step run
+    does not carry that claim (README, "Is the demo a yardstick yet?"). The run keeps the sound for every
+    sample (`train.mel_dropout` 0): in 120 steps the demo's VA is learned from the voice first, and with half
+    of the samples silent (the default, for the 2,000-step run) the training VA loss was no lower than an
+    untrained model's (1.035 against 0.975)."""
     check_train_stage(demo_pipeline / "data", tmp_path / "project")
 
 
