@@ -608,14 +608,18 @@ def voice(rng: np.random.Generator, arousal: np.ndarray, fps: float) -> np.ndarr
     return (0.5 * signal * envelope * loudness + noise).astype(np.float32)
 
 
+def pcm16(signal: np.ndarray) -> bytes:
+    """Little-endian 16-bit PCM bytes of a signal in -1..1 (rounded, clipped)."""
+    return np.clip(np.round(signal * 32767), -32768, 32767).astype("<i2").tobytes()
+
+
 def write_wav(path: Path, signal: np.ndarray, rate: int) -> None:
     """Mono 16-bit PCM WAV."""
-    pcm = np.clip(np.round(signal * 32767), -32768, 32767).astype("<i2")
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(rate)
-        f.writeframes(pcm.tobytes())
+        f.writeframes(pcm16(signal))
 
 
 # ---------------------------------------------------------------------------------------------- videos

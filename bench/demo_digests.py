@@ -37,8 +37,8 @@ def digest(plan: synth.VideoPlan) -> tuple[str, dict[str, str]]:
     h = hashlib.sha256()
     for frame in frames:
         h.update(frame.tobytes())
-    pcm = b"" if sound is None else np.clip(np.round(sound * 32767), -32768, 32767).astype("<i2").tobytes()
-    return plan.stem, {"frames": h.hexdigest(), "voice": hashlib.sha256(pcm).hexdigest() if pcm else ""}
+    voice = "" if sound is None else hashlib.sha256(synth.pcm16(sound)).hexdigest()
+    return plan.stem, {"frames": h.hexdigest(), "voice": voice}
 
 
 def main(argv: list[str]) -> None:

@@ -2,9 +2,9 @@
 
 Another processor is simulated from inside this one (tests/kernels.py): numpy without its AVX-512 / AVX2
 loops, OpenBLAS with Haswell kernels, ATen and oneDNN capped at SSE4.1, libjpeg-turbo at SSE2, ffmpeg at
-SSE4.2, x264 at SSE2, OpenCV without its SIMD paths, ONNX Runtime with two threads and no graph optimisation. Before the
-outputs were made insensitive to that, this comparison named every demo video, the face, landmark and mask
-shards and the mel spectrograms.
+SSE4.2, x264 at SSE2, OpenCV without its SIMD paths, ONNX Runtime with two threads and no graph optimisation.
+Before the outputs were made insensitive to that, this comparison named every demo video, the face, landmark
+and mask shards and the mel spectrograms.
 
 Training and inference are checked on an emulated processor instead (`qemu-x86_64 -cpu MODEL`: the other
 vendor's CPUID, no AVX-512), since torch, oneDNN and MKL choose their code by vendor and instruction set and
