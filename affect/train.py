@@ -69,7 +69,7 @@ class TrainConfig:
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
     steps: int = 2000                # optimiser steps
-    lr: float = 2e-3                 # Adam, peak (paper: 5e-4)
+    lr: float = 1e-3                 # Adam, peak (paper: 5e-4)
     lr_schedule: str = "cosine"      # constant (paper) | cosine (to 0 at the last step)
     warmup: int = 100                # steps of linear warm-up from 0 to lr
     ema: float = 0.99                # teacher EMA eta

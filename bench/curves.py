@@ -6,9 +6,9 @@
 Left: the supervised loss per task and the consistency loss (dvclive/plots/metrics/train/...), per logged
 step. Right: the validation criteria of teacher and student per task (dvclive/plots/metrics/val/...), the
 same numbers `dvc plots show` draws, in one picture.
-`--compare`: DVC experiments of this project side by side (their dvclive logs, read with `dvc.api` at each
-experiment's ref): the supervised expression loss on the training side and the teacher's validation
-criterion per task. A training loss that falls while the validation criterion stays flat is memorisation.
+`--compare`: DVC experiments (or commits) of this project side by side (their dvclive logs, read with
+`dvc.api` at each experiment's ref): the supervised expression loss on the training side and the teacher's
+validation criterion per task. A training loss that falls while the validation criterion stays flat is memorisation.
 """
 
 from __future__ import annotations
@@ -35,13 +35,18 @@ def read(path: Path) -> tuple[list[int], list[float]]:
 
 
 def experiment_ref(name: str) -> str:
-    """The git ref of the DVC experiment `name` in this repository (refs/exps/.../name)."""
+    """The git ref of the DVC experiment `name` in this repository (refs/exps/.../name), or of the commit
+    `name` (a hash, branch or tag: the run committed there)."""
     refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"], check=True,
                           capture_output=True, text=True).stdout.split()
     found = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
-    if not found:
-        raise SystemExit(f"bench.curves: no experiment named {name!r} here (`dvc exp list --all-commits`)")
-    return found[-1]
+    if found:
+        return found[-1]
+    commit = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                            capture_output=True, text=True)
+    if commit.returncode != 0:
+        raise SystemExit(f"bench.curves: no experiment or commit named {name!r} here (`dvc exp list --all-commits`)")
+    return commit.stdout.strip()
 
 
 def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
@@ -105,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/readme/learning_curves.png")
     parser.add_argument("--dvclive", default="dvclive")
-    parser.add_argument("--compare", nargs="+", metavar="EXP", help="DVC experiments to draw side by side")
+    parser.add_argument("--compare", nargs="+", metavar="EXP", help="DVC experiments (or commits) to draw side by side")
     args = parser.parse_args()
     if args.compare:
         compare(args.compare, Path(args.out), args.dvclive)
