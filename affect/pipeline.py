@@ -37,6 +37,7 @@ stage and `affect predict` give the same bytes for a video.
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import hashlib
 import json
@@ -126,10 +127,41 @@ def nest(flat: dict) -> dict:
     return groups
 
 
-def code_fingerprint(package: str | os.PathLike = Path(__file__).parent) -> str:
-    """sha256 of the names and contents of the `affect` package's Python files (`package`: its folder)."""
+TRAINING_CODE = ("train", "tsav", "pipeline", "data", "losses", "mean_teacher", "schema")
+"""The `affect` modules the train stage calls (stages/train.py imports these): with the `affect` modules they
+import, the code a model file depends on."""
+
+
+def imported_files(sources: Iterable[str | os.PathLike],
+                   package: str | os.PathLike = Path(__file__).parent) -> list[Path]:
+    """The files of the `affect` package (its folder: `package`) that the Python files `sources` import,
+    directly or through one another, read from the sources (`ast`; an import inside a function counts too),
+    with the sources that are in the package. Returns paths under `package`, sorted."""
+    package = Path(package)
+    todo, seen = [Path(source) for source in sources], set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        if path.parent == package:
+            seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            todo += [package / f"{name.split('.')[1]}.py" for name in names if name.startswith("affect.")]
+    return sorted(seen)
+
+
+def code_fingerprint(package: str | os.PathLike = Path(__file__).parent,
+                     modules: Iterable[str] = TRAINING_CODE) -> str:
+    """sha256 of the names and contents of the files of `modules` (names in the `affect` package, its folder:
+    `package`) and of the `affect` files they import (`imported_files`): the code a model file depends on and
+    no other, the same files as the train stage's code dependencies in dvc.yaml."""
     package, digest = Path(package), hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
+    for path in imported_files([package / f"{module}.py" for module in modules], package):
         digest.update(f"{path.relative_to(package).as_posix()}\t{sha256_of(path)}\n".encode())
     return digest.hexdigest()
 

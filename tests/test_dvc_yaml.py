@@ -1,32 +1,11 @@
 """dvc.yaml declares exactly what each stage reads: its script, the affect/ modules it imports, its params."""
 
-import ast
 import re
-from pathlib import Path
 
 import yaml
 
+from affect.pipeline import TRAINING_CODE, imported_files
 from tests.pipeline import ROOT
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Project modules (`affect.x`, `stages`) that a file imports, directly or through other project modules."""
-    seen: set[str] = set()
-    todo = [path]
-    while todo:
-        tree = ast.parse(todo.pop().read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            for name in names:
-                file = ROOT / (name.replace(".", "/") + ".py")
-                if name.split(".")[0] in ("affect", "stages") and file.is_file() and name not in seen:
-                    seen.add(name)
-                    todo.append(file)
-    return seen
 
 
 def stages() -> dict[str, dict]:
@@ -39,12 +18,22 @@ def test_every_stage_lists_its_script_and_the_modules_it_imports():
         script = re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1)
         script_path = ROOT / "stages" / f"{script}.py"
         wanted = {f"stages/{script}.py"} | {
-            m.replace(".", "/") + ".py" for m in imported_modules(script_path) if m.startswith("affect.")}
+            path.relative_to(ROOT).as_posix() for path in imported_files([script_path], ROOT / "affect")}
         declared = {d for d in stage["deps"] if isinstance(d, str) and d.endswith(".py")}
         if declared != wanted:
             problems.append(f"stage {name}: missing {sorted(wanted - declared)}, "
                             f"not imported {sorted(declared - wanted)}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_code_a_model_file_records_is_the_code_train_depends_on():
+    """The model record's `code` fingerprint (affect.pipeline.code_fingerprint) covers the files that DVC reruns
+    `train` for, no more and no fewer: an edit DVC does not rerun `train` for leaves the model files alone."""
+    fingerprinted = {path.relative_to(ROOT).as_posix()
+                     for path in imported_files([ROOT / "affect" / f"{m}.py" for m in TRAINING_CODE], ROOT / "affect")}
+    declared = {d for d in stages()["train"]["deps"] if d.startswith("affect/")}
+    assert fingerprinted == declared, (f"fingerprinted, not a dependency: {sorted(fingerprinted - declared)}; "
+                                       f"a dependency, not fingerprinted: {sorted(declared - fingerprinted)}")
 
 
 def test_every_param_a_stage_declares_exists():

@@ -177,16 +177,26 @@ def test_a_model_file_records_how_it_was_made(tmp_path, small):
         load_model(old)
 
 
-def test_the_code_fingerprint_changes_with_any_source_file(tmp_path):
-    """A model record's `code`: the same for a copy of the package, another for a one-character edit or a new
-    module, so the train stage never resumes (or takes as finished) a checkpoint made under other code."""
+def test_the_code_fingerprint_changes_with_the_training_code_only(tmp_path):
+    """A model record's `code`: the same for a copy of the package; another for a one-character edit of a module
+    training imports, even indirectly (losses.py; video.py through the pipeline's steps), or for a new module it
+    comes to import, so the train stage never resumes (or takes as finished) a checkpoint made under other code.
+    An edit of a module training does not import (evaluate.py), or a module nobody imports, changes nothing."""
     package = Path(affect.__file__).parent
     copy = tmp_path / "affect"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert code_fingerprint(copy) == code_fingerprint(package) == code_fingerprint()
-    losses = copy / "losses.py"
-    losses.write_text(losses.read_text() + " ")
-    edited = code_fingerprint(copy)
-    assert edited != code_fingerprint(package)
-    (copy / "extra.py").write_text("")
-    assert code_fingerprint(copy) not in (edited, code_fingerprint(package))
+    original = code_fingerprint()
+    assert code_fingerprint(copy) == code_fingerprint(package) == original
+    evaluate = copy / "evaluate.py"
+    evaluate.write_text(evaluate.read_text() + " ")
+    (copy / "extra.py").write_text("X = 1\n")
+    assert code_fingerprint(copy) == original
+    fingerprints = {original}
+    for edited in ("losses.py", "video.py"):
+        (copy / edited).write_text((copy / edited).read_text() + " ")
+        fingerprints.add(code_fingerprint(copy))
+    (copy / "train.py").write_text((copy / "train.py").read_text() + "from affect.extra import X\n")
+    fingerprints.add(code_fingerprint(copy))
+    (copy / "extra.py").write_text("X = 2\n")
+    fingerprints.add(code_fingerprint(copy))
+    assert len(fingerprints) == 5
