@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,14 +12,12 @@ import pytest
 from affect.models import materialise, sha256_of
 from tests import assets
 from tests.conftest import ROOT
+from tests.sshd import free_port
 
 
 def closed_port_url() -> str:
     """A base URL on 127.0.0.1 where nothing listens: every download from it fails at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def mirror_with(tmp_path: Path, folders: assets.Folders, corrupt: str = "") -> Path:
