@@ -4,7 +4,8 @@ last optionally with a mean squared error beside it (`va_mse`); and the Mean Tea
 Every (sample, task) pair of a training batch is exactly one of:
 - labelled: its label is shown (expr >= 0, au >= 0, va finite) and it gets the supervised loss;
 - unlabelled: the batch's "unlabelled" flag (B, 3) in TASKS order is set (the partition's `unlabelled`
-  side) and, with the Mean Teacher, it gets the consistency loss towards the teacher;
+  side) and, with the Mean Teacher, it gets the consistency loss towards the teacher (with
+  `consistency_losses(on="training")` the labelled pairs get it too);
 - neither (held out for validation, or simply not in the task's data): it gets no loss at all.
 A missing label alone never makes a pair unlabelled data: the flags come from the partition.
 
@@ -150,15 +151,20 @@ def squared_error(task: str, student: torch.Tensor, target: torch.Tensor, learnt
 
 
 CONSISTENCY_LOSSES = ("task", "mse")
+CONSISTENCY_ON = ("unlabelled", "training")
 
 
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor], kind: str = "hard",
-                       confidence: float = 0.0, loss: str = "task") -> dict[str, torch.Tensor]:
-    """Per task, a loss towards the teacher's targets on the samples flagged unlabelled for it, of those where
-    the teacher is `confident` (`confidence` 0: all of them, the paper); AU targets are kept or dropped one AU
-    at a time. `loss`: "task", the task's plain loss (cross-entropy, BCE, 1 - CCC; the paper), or "mse", the
-    `squared_error` of probabilities and values (the original Mean Teacher's).
+                       confidence: float = 0.0, loss: str = "task",
+                       on: str = "unlabelled") -> dict[str, torch.Tensor]:
+    """Per task, a loss towards the teacher's targets on the samples `on` selects, of those where the teacher
+    is `confident` (`confidence` 0: all of them, the paper); AU targets are kept or dropped one AU at a time.
+    `on`: "unlabelled", the samples flagged unlabelled for the task (the paper), or "training", those and the
+    samples labelled for it (Tarvainen and Valpola apply it to every training sample); a pair held out for
+    validation is neither, so it never gets the loss. `loss`: "task", the task's plain loss (cross-entropy,
+    BCE, 1 - CCC; the paper), or "mse", the `squared_error` of probabilities and values (the original Mean
+    Teacher's).
 
     The AU term is plain BCE, never the supervised loss's positive weights: with weight w > 1 the student's
     best answer to a teacher probability p is w p / (w p + 1 - p) > p, and as the teacher follows the student
@@ -166,9 +172,13 @@ def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torc
     student's best answer is the teacher's own p."""
     if loss not in CONSISTENCY_LOSSES:
         raise ValueError(f"consistency loss {loss!r}: expected one of {CONSISTENCY_LOSSES}")
+    if on not in CONSISTENCY_ON:
+        raise ValueError(f"consistency on {on!r}: expected one of {CONSISTENCY_ON}")
     losses = {}
     for task in student:
         learnt = unlabelled_mask(batch, task)
+        if on == "training":
+            learnt = learnt | is_labelled(task, batch[task])
         if confidence:
             keep = confident(task, teacher[task], confidence)
             learnt = learnt[:, None] & keep if keep.dim() == 2 else learnt & keep

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from affect.data import ClipDataset, MixedBatchSampler
 from affect.exact import torch_threads
-from affect.losses import CONSISTENCY_LOSSES, consistency_losses, supervised_losses
+from affect.losses import CONSISTENCY_LOSSES, CONSISTENCY_ON, consistency_losses, supervised_losses
 from affect.mean_teacher import consistency_weight, ema_update, make_teacher
 from affect.metrics import evaluate_predictions
 from affect.pipeline import autocast, flatten, infer
@@ -78,6 +78,7 @@ class TrainConfig:
     consistency_targets: str = "soft"  # soft | hard (paper)
     consistency_confidence: float = 0.0  # teacher targets less sure than this get no consistency loss (0: all)
     consistency_loss: str = "mse"    # mse (of probabilities and values) | task (the task's own loss, paper)
+    consistency_on: str = "unlabelled"  # unlabelled: each task's unlabelled pairs (paper) | training: labelled too
     eval_every: int = 250            # steps between validations and log entries
     checkpoint_every: int = 250      # steps between checkpoints
     threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"train.consistency_targets {self.consistency_targets!r}: expected hard or soft")
         if self.consistency_loss not in CONSISTENCY_LOSSES:
             raise ValueError(f"train.consistency_loss {self.consistency_loss!r}: expected one of {CONSISTENCY_LOSSES}")
+        if self.consistency_on not in CONSISTENCY_ON:
+            raise ValueError(f"train.consistency_on {self.consistency_on!r}: expected one of {CONSISTENCY_ON}")
         if not 0.0 <= self.consistency_confidence < 1.0:
             raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
                              "in [0, 1)")
@@ -216,7 +219,8 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
             with torch.no_grad():
                 targets = teacher(*[noisy[name] for name in config.inputs])
             consistency = consistency_losses(outputs, targets, batch, config.consistency_targets,
-                                             config.consistency_confidence, config.consistency_loss)
+                                             config.consistency_confidence, config.consistency_loss,
+                                             config.consistency_on)
             terms |= {f"consistency/{task}": value for task, value in consistency.items()}
             loss = loss + weight * sum(consistency.values())
     optimizer.zero_grad(set_to_none=True)

@@ -240,11 +240,12 @@ def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path):
         ClipDataset(layout, [("grid", 60)], crop_size=112)[0]
 
 
+@pytest.mark.parametrize("on", ["unlabelled", "training"])
 @pytest.mark.parametrize("mode", ["random_frames", "by_video", "official"])
-def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode):
+def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode, on):
     """Through the real ClipDataset and affect.losses, in every partition mode: the supervised loss reaches
-    exactly the partition's train (frame, task) pairs, the consistency loss exactly its unlabelled pairs, and
-    no pair of the validation side gets either. A pair gets a loss when its output has a nonzero gradient.
+    exactly the partition's train (frame, task) pairs, the consistency loss exactly its unlabelled pairs (with
+    `on="training"`: its train and unlabelled pairs), and no pair of the validation side gets either. A pair gets a loss when its output has a nonzero gradient.
     The tree holds the cases that leaked before: in `official`, grid is Train_Set for VA and Validation_Set
     for EXPR, short Train_Set for VA and Validation_Set for AU; `random_frames` splits every task's frames."""
     table = partition(tree["labels"], mode, 0.8, 0)
@@ -264,12 +265,13 @@ def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode):
                        for task, k in widths.items()}
             teacher = {task: torch.rand(n, k, generator=generator).mul(2).sub(1) for task, k in widths.items()}
             losses = (supervised_losses(student, batch) if kind == "supervised"
-                      else consistency_losses(student, teacher, batch, "hard"))
+                      else consistency_losses(student, teacher, batch, "hard", on=on))
             sum(losses.values()).backward()
             pairs |= {(batch["track"][i], int(batch["frame"][i]), task) for task in TASKS
                       for i in np.flatnonzero(student[task].grad.abs().sum(dim=1).numpy() > 0)}
     assert reached["supervised"] == {key for key, side in sides.items() if side == "train"}
-    assert reached["consistency"] == {key for key, side in sides.items() if side == "unlabelled"}
+    consistent = ("unlabelled",) if on == "unlabelled" else ("train", "unlabelled")
+    assert reached["consistency"] == {key for key, side in sides.items() if side in consistent}
     held_out = {key for key, side in sides.items() if side == "val"}
     assert held_out and not (reached["supervised"] | reached["consistency"]) & held_out
     if mode != "by_video":  # frames that are train for one task and val for another are in the training set

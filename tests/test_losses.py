@@ -211,6 +211,24 @@ def test_a_held_out_pair_gets_no_loss_at_all():
     assert student["expr"].grad[4].abs().sum() > 0 and student["au"].grad[4].abs().sum() > 0
 
 
+def test_consistency_on_training_pairs_adds_the_labelled_ones_and_never_a_held_out_one():
+    """With on="training" each task's consistency gradient reaches its labelled and its unlabelled samples
+    (`labels()`: expression 0-4, AU 0-4, VA 0-5) and no other: sample 5 is held out for the expression and
+    the AUs. on="unlabelled" reaches the flagged samples only."""
+    teacher, batch = outputs(seed=1), labels()
+    reached = {}
+    for on in ("unlabelled", "training"):
+        student = outputs(seed=0)
+        losses = consistency_losses(student, teacher, batch, "soft", loss="mse", on=on)
+        sum(losses.values()).backward()
+        reached[on] = {task: set(np.flatnonzero(student[task].grad.abs().sum(1).numpy() > 0).tolist())
+                       for task in TASKS}
+    assert reached["unlabelled"] == {"expr": {3, 4}, "au": {0, 1, 4}, "va": {0, 2}}
+    assert reached["training"] == {"expr": {0, 1, 2, 3, 4}, "au": {0, 1, 2, 3, 4}, "va": {0, 1, 2, 3, 4, 5}}
+    with pytest.raises(ValueError, match="consistency_on"):
+        TrainConfig(consistency_on="all")
+
+
 def test_fully_labelled_batch_has_no_consistency():
     batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2),
              "unlabelled": torch.zeros(6, 3, dtype=torch.bool)}
