@@ -245,7 +245,8 @@ def test_crop_size_flows_through_landmarks_masks_and_loader(tree, tmp_path):
 def test_no_validation_pair_gets_any_loss(tree, tmp_path, mode, on):
     """Through the real ClipDataset and affect.losses, in every partition mode: the supervised loss reaches
     exactly the partition's train (frame, task) pairs, the consistency loss exactly its unlabelled pairs (with
-    `on="training"`: its train and unlabelled pairs), and no pair of the validation side gets either. A pair gets a loss when its output has a nonzero gradient.
+    `on="training"`: its train and unlabelled pairs), and no pair of the validation side gets either. A pair
+    gets a loss when its output has a nonzero gradient.
     The tree holds the cases that leaked before: in `official`, grid is Train_Set for VA and Validation_Set
     for EXPR, short Train_Set for VA and Validation_Set for AU; `random_frames` splits every task's frames."""
     table = partition(tree["labels"], mode, 0.8, 0)

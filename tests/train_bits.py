@@ -5,7 +5,8 @@ which shows torch, oneDNN and MKL another processor's CPUID: another vendor, no 
 `affect.train.fit` with everything a real run has: the real losses of all three tasks (AU positive weights,
 the VA squared error), the soft-target squared-error consistency, the student's flips, shifts, brightness
 and silent mels, the teacher's brightness noise, the EMA teacher, the optimiser and the cosine schedule;
-then `affect.pipeline.infer` on a held-out batch. Prints one JSON object {"student", "teacher", "inference": sha256, "capability": ATen's}.
+then `affect.pipeline.infer` on a held-out batch. Prints one JSON object {"student", "teacher", "inference":
+sha256, "capability": ATen's}.
 """
 
 from __future__ import annotations
