@@ -5,7 +5,8 @@ Every (sample, task) pair of a training batch is exactly one of:
 - labelled: its label is shown (expr >= 0, au >= 0, va finite) and it gets the supervised loss;
 - unlabelled: the batch's "unlabelled" flag (B, 3) in TASKS order is set (the partition's `unlabelled`
   side) and, with the Mean Teacher, it gets the consistency loss towards the teacher (with
-  `consistency_losses(on="training")` the labelled pairs get it too);
+  `consistency_losses(on="training")` the labelled pairs get it too; a task left out of its `tasks` gets
+  none);
 - neither (held out for validation, or simply not in the task's data): it gets no loss at all.
 A missing label alone never makes a pair unlabelled data: the flags come from the partition.
 
@@ -157,9 +158,10 @@ CONSISTENCY_ON = ("unlabelled", "training")
 def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
                        batch: dict[str, torch.Tensor], kind: str = "hard",
                        confidence: float = 0.0, loss: str = "task",
-                       on: str = "unlabelled") -> dict[str, torch.Tensor]:
-    """Per task, a loss towards the teacher's targets on the samples `on` selects, of those where the teacher
-    is `confident` (`confidence` 0: all of them, the paper); AU targets are kept or dropped one AU at a time.
+                       on: str = "unlabelled", tasks: tuple[str, ...] = TASKS) -> dict[str, torch.Tensor]:
+    """Per task of `tasks`, a loss towards the teacher's targets on the samples `on` selects, of those where the
+    teacher is `confident` (`confidence` 0: all of them, the paper); AU targets are kept or dropped one AU at a
+    time. A task left out of `tasks` gets no consistency loss and no entry (all three: the paper).
     `on`: "unlabelled", the samples flagged unlabelled for the task (the paper), or "training", those and the
     samples labelled for it (Tarvainen and Valpola apply it to every training sample); a pair held out for
     validation is neither, so it never gets the loss. `loss`: "task", the task's plain loss (cross-entropy,
@@ -174,8 +176,12 @@ def consistency_losses(student: dict[str, torch.Tensor], teacher: dict[str, torc
         raise ValueError(f"consistency loss {loss!r}: expected one of {CONSISTENCY_LOSSES}")
     if on not in CONSISTENCY_ON:
         raise ValueError(f"consistency on {on!r}: expected one of {CONSISTENCY_ON}")
+    if not tasks or not set(tasks) <= set(TASKS):
+        raise ValueError(f"consistency tasks {tasks!r}: expected one or more of {TASKS}")
     losses = {}
     for task in student:
+        if task not in tasks:
+            continue
         learnt = unlabelled_mask(batch, task)
         if on == "training":
             learnt = learnt | is_labelled(task, batch[task])

@@ -52,6 +52,7 @@ from affect.losses import CONSISTENCY_LOSSES, CONSISTENCY_ON, consistency_losses
 from affect.mean_teacher import consistency_weight, ema_update, make_teacher
 from affect.metrics import evaluate_predictions
 from affect.pipeline import autocast, flatten, infer
+from affect.schema import TASKS
 from affect.shards import atomic_path
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class TrainConfig:
     consistency_confidence: float = 0.0  # teacher targets less sure than this get no consistency loss (0: all)
     consistency_loss: str = "mse"    # mse (of probabilities and values) | task (the task's own loss, paper)
     consistency_on: str = "unlabelled"  # unlabelled: each task's unlabelled pairs (paper) | training: labelled too
+    consistency_tasks: tuple[str, ...] = TASKS  # the tasks that get the consistency loss (paper: all three)
     eval_every: int = 250            # steps between validations and log entries
     checkpoint_every: int = 250      # steps between checkpoints
     threads: int = 2                 # torch CPU threads of the training loop (0 = all cores: bits vary by machine)
@@ -100,6 +102,11 @@ class TrainConfig:
             raise ValueError(f"train.consistency_loss {self.consistency_loss!r}: expected one of {CONSISTENCY_LOSSES}")
         if self.consistency_on not in CONSISTENCY_ON:
             raise ValueError(f"train.consistency_on {self.consistency_on!r}: expected one of {CONSISTENCY_ON}")
+        object.__setattr__(self, "consistency_tasks", tuple(self.consistency_tasks))  # params.yaml gives a list
+        if not self.consistency_tasks or not set(self.consistency_tasks) <= set(TASKS) \
+                or len(set(self.consistency_tasks)) < len(self.consistency_tasks):
+            raise ValueError(f"train.consistency_tasks {list(self.consistency_tasks)}: expected one or more of "
+                             f"{list(TASKS)}, each once")
         if not 0.0 <= self.consistency_confidence < 1.0:
             raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
                              "in [0, 1)")
@@ -220,7 +227,7 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
                 targets = teacher(*[noisy[name] for name in config.inputs])
             consistency = consistency_losses(outputs, targets, batch, config.consistency_targets,
                                              config.consistency_confidence, config.consistency_loss,
-                                             config.consistency_on)
+                                             config.consistency_on, config.consistency_tasks)
             terms |= {f"consistency/{task}": value for task, value in consistency.items()}
             loss = loss + weight * sum(consistency.values())
     optimizer.zero_grad(set_to_none=True)

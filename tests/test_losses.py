@@ -229,6 +229,22 @@ def test_consistency_on_training_pairs_adds_the_labelled_ones_and_never_a_held_o
         TrainConfig(consistency_on="all")
 
 
+def test_consistency_tasks_leave_the_other_heads_to_the_supervised_loss():
+    """With tasks=("expr",) only the expression head gets a consistency gradient, and its loss is the one the
+    three-task call computes; the AU and VA heads get none, and TrainConfig refuses an unknown or repeated
+    task, or none."""
+    teacher, batch, student = outputs(seed=1), labels(), outputs(seed=0)
+    every = consistency_losses(outputs(seed=0), teacher, batch, "soft", loss="mse", on="training")
+    losses = consistency_losses(student, teacher, batch, "soft", loss="mse", on="training", tasks=("expr",))
+    assert list(losses) == ["expr"] and torch.equal(losses["expr"], every["expr"])
+    sum(losses.values()).backward()
+    assert student["expr"].grad.abs().sum() > 0
+    assert student["au"].grad is None and student["va"].grad is None
+    assert TrainConfig(consistency_tasks=["expr", "au"]).consistency_tasks == ("expr", "au")
+    for tasks in (["valence"], ["expr", "expr"], []):
+        with pytest.raises(ValueError, match="consistency_tasks"):
+            TrainConfig(consistency_tasks=tasks)
+
 def test_fully_labelled_batch_has_no_consistency():
     batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2),
              "unlabelled": torch.zeros(6, 3, dtype=torch.bool)}

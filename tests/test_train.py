@@ -149,7 +149,8 @@ def test_train_config_defaults_are_params_yaml():
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     shared = set(fields) & set(train)
     assert shared >= {"method", "seed", "steps", "lr", "ema", "eval_every", "checkpoint_every"}
-    assert {name: fields[name] for name in shared} == {name: train[name] for name in shared}
+    yaml_values = {name: tuple(value) if isinstance(value, list) else value for name, value in train.items()}
+    assert {name: fields[name] for name in shared} == {name: yaml_values[name] for name in shared}
 
 
 class Interrupted(Exception):
