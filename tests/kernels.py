@@ -95,7 +95,7 @@ def apply(config: dict) -> None:
     threads = config.get("ort_threads", 1)
     level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[config.get("ort_optimization", "all")]
+             "pipeline": affect.models.ORT_OPTIMIZATION}[config.get("ort_optimization", "pipeline")]
     make_session = affect.models.ort_session
 
     def ort_session(model_path, threads_asked=1, providers="cpu"):

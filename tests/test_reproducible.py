@@ -6,9 +6,10 @@ SSE4.2, x264 at SSE2, OpenCV without its SIMD paths, ONNX Runtime with two threa
 Before the outputs were made insensitive to that, this comparison named every demo video, the face, landmark
 and mask shards and the mel spectrograms.
 
-Training and inference are checked on an emulated processor instead (`qemu-x86_64 -cpu MODEL`: the other
-vendor's CPUID, no AVX-512), since torch, oneDNN and MKL choose their code by vendor and instruction set and
-no switch of theirs can make this processor look like another vendor's.
+Training, inference and the face models' ONNX sessions are checked on an emulated processor instead
+(`qemu-x86_64 -cpu MODEL`: the other vendor's CPUID, no AVX-512), since torch, oneDNN, MKL and ONNX Runtime
+choose their code by vendor and instruction set and no switch of theirs can make this processor look like
+another vendor's.
 """
 
 import hashlib
@@ -111,22 +112,47 @@ def write_checksums(path: Path = CHECKSUMS) -> None:
     print(f"{path}: {len(lines)} files")
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None,
-                    reason="needs an x86-64 machine and qemu-user (.ci/setup installs it)")
-def test_training_and_inference_give_the_same_bits_on_another_vendors_processor():
-    """Three Mean Teacher steps and an inference (tests/train_bits.py) give the same student, teacher and
-    predictions here and under qemu emulating the other vendor's AVX2 processor (an Intel Haswell on AMD, an
-    AMD EPYC on Intel). Without `affect.exact.pin_cpu_kernels` an AVX-512 machine differs in oneDNN's
-    convolutions and MKL's products; without the fused Adam step an AMD machine differs in MKL's square root."""
+def _native_and_emulated(module: str, *args: str) -> tuple[dict, dict]:
+    """The JSON line that `python -m module args` prints here and under qemu emulating the other vendor's AVX2
+    processor (an Intel Haswell on AMD, an AMD EPYC on Intel), both run at once."""
     intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = {name: subprocess.run(prefix + [sys.executable, "-m", "tests.train_bits"], env=env, cwd=ROOT,
-                                 capture_output=True, text=True, timeout=900)
+    runs = {name: subprocess.Popen(prefix + [sys.executable, "-m", module, *args], env=env, cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", "EPYC" if intel else "Haswell"]}.items()}
+    printed = {}
     for name, run in runs.items():
-        assert run.returncode == 0, f"{name}: {run.stderr[-2000:]}"
-    native, emulated = (json.loads(runs[name].stdout.splitlines()[-1]) for name in ("native", "emulated"))
+        stdout, stderr = run.communicate(timeout=900)
+        assert run.returncode == 0, f"{name}: {stderr[-2000:]}"
+        printed[name] = json.loads(stdout.splitlines()[-1])
+    return printed["native"], printed["emulated"]
+
+
+needs_qemu = pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None,
+                                reason="needs an x86-64 machine and qemu-user (.ci/setup installs it)")
+
+
+@needs_qemu
+def test_training_and_inference_give_the_same_bits_on_another_vendors_processor():
+    """Three Mean Teacher steps and an inference (tests/train_bits.py) give the same student, teacher and
+    predictions here and under qemu emulating the other vendor's AVX2 processor. Without
+    `affect.exact.pin_cpu_kernels` an AVX-512 machine differs in oneDNN's convolutions and MKL's products;
+    without the fused Adam step an AMD machine differs in MKL's square root."""
+    native, emulated = _native_and_emulated("tests.train_bits")
     assert native["capability"] == emulated["capability"] == "AVX2"
+    assert native == emulated
+
+
+@needs_qemu
+def test_face_models_give_the_same_bits_on_another_vendors_processor(models_dir, media):
+    """The detector's and the landmark model's raw outputs on a real photograph (tests/onnx_bits.py, through
+    `affect.models.ort_session`) are the same bits here and under qemu emulating the other vendor's AVX2
+    processor. With ONNX Runtime's "all" optimisations the detector's differ on an AVX-512 machine (its
+    NCHWc convolutions block channels by 16 there, by 8 on AVX2), and the faces shards of all 4 demo parts
+    differed between an Intel AVX-512 machine and the AMD AVX2 ones that reproduced dvc.lock."""
+    native, emulated = _native_and_emulated("tests.onnx_bits", str(models_dir),
+                                            str(media / "images" / "pyfeat_single_face.jpg"))
+    assert set(native) == {"scrfd_2.5g", "pfld106"}
     assert native == emulated
 
 
