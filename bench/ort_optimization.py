@@ -47,6 +47,7 @@ def main() -> None:
         for level_name, level in LEVELS.items():
             affect.models.ORT_OPTIMIZATION = level  # ort_session reads it at each call: the pipeline's own session
             session = affect.models.ort_session(path, threads=1)
+            affect.models.ORT_OPTIMIZATION = ORT_OPTIMIZATION
             name = session.get_inputs()[0].name
             times[model, level_name] = seconds(lambda: [session.run(None, {name: b}) for b in inputs[model]])
     print("| model | frames | " + " | ".join(f"{level} f/s" for level in LEVELS) + " | time ratio extended / all |")

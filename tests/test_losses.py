@@ -245,6 +245,7 @@ def test_consistency_tasks_leave_the_other_heads_to_the_supervised_loss():
         with pytest.raises(ValueError, match="consistency_tasks"):
             TrainConfig(consistency_tasks=tasks)
 
+
 def test_fully_labelled_batch_has_no_consistency():
     batch = {"expr": torch.arange(6) % 7, "au": torch.ones(6, 12), "va": torch.zeros(6, 2),
              "unlabelled": torch.zeros(6, 3, dtype=torch.bool)}
