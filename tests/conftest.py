@@ -5,19 +5,27 @@ cache filled from their upstream sources (`tests/assets.py` lists every file, it
 the environment variables that move the mirror, the cache and the upstream base URL). That is settled
 once, after collection and before the first test, and only when a selected test needs them: without a
 mirror and without network the run stops there with one message saying what to do.
+
+A selected test marked `@pytest.mark.emulated(module, *args)` has its native and qemu runs started then too
+(tests/emulated.py), so that they run beside the rest of the suite.
 """
 
 from pathlib import Path
 
 import pytest
 
-from tests import assets
+from tests import assets, emulated
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = pytest.StashKey[assets.Folders]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if emulated.AVAILABLE and not session.config.option.collectonly:
+        for item in session.items:
+            marker = item.get_closest_marker("emulated")
+            if marker:
+                emulated.start(*marker.args)
     if not any("asset_folders" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -25,6 +33,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.config.stash[FOLDERS] = assets.prepare(log=reporter.write_line if reporter else print)
     except assets.AssetError as err:
         pytest.exit(str(err), returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    emulated.stop()
 
 
 @pytest.fixture(scope="session")

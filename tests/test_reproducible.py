@@ -15,8 +15,6 @@ another vendor's.
 import hashlib
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +23,11 @@ import pytest
 import yaml
 
 from affect import synth
+from tests import emulated
 from tests.kernels import CONFIGS
 from tests.pipeline import ROOT
 
 CHECKSUMS = ROOT / "data" / "demo.sha256"
-QEMU = shutil.which("qemu-x86_64")
 
 
 def _kernels(config: str, out: Path, models_dir: Path) -> subprocess.Popen:
@@ -112,35 +110,20 @@ def write_checksums(path: Path = CHECKSUMS) -> None:
     print(f"{path}: {len(lines)} files")
 
 
-def _native_and_emulated(module: str, *args: str) -> tuple[dict, dict]:
-    """The JSON line that `python -m module args` prints here and under qemu emulating the other vendor's AVX2
-    processor (an Intel Haswell on AMD, an AMD EPYC on Intel), both run at once."""
-    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = {name: subprocess.Popen(prefix + [sys.executable, "-m", module, *args], env=env, cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", "EPYC" if intel else "Haswell"]}.items()}
-    printed = {}
-    for name, run in runs.items():
-        stdout, stderr = run.communicate(timeout=900)
-        assert run.returncode == 0, f"{name}: {stderr[-2000:]}"
-        printed[name] = json.loads(stdout.splitlines()[-1])
-    return printed["native"], printed["emulated"]
-
-
-needs_qemu = pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None,
+needs_qemu = pytest.mark.skipif(not emulated.AVAILABLE,
                                 reason="needs an x86-64 machine and qemu-user (.ci/setup installs it)")
 
 
 @needs_qemu
+@pytest.mark.emulated("tests.train_bits")
 def test_training_and_inference_give_the_same_bits_on_another_vendors_processor():
     """Three Mean Teacher steps and an inference (tests/train_bits.py) give the same student, teacher and
     predictions here and under qemu emulating the other vendor's AVX2 processor. Without
     `affect.exact.pin_cpu_kernels` an AVX-512 machine differs in oneDNN's convolutions and MKL's products;
     without the fused Adam step an AMD machine differs in MKL's square root."""
-    native, emulated = _native_and_emulated("tests.train_bits")
-    assert native["capability"] == emulated["capability"] == "AVX2"
-    assert native == emulated
+    native, other = emulated.results("tests.train_bits")
+    assert native["capability"] == other["capability"] == "AVX2"
+    assert native == other
 
 
 @needs_qemu
@@ -153,10 +136,10 @@ def test_face_models_give_the_same_bits_on_another_vendors_processor(models_dir,
     host this compares AVX-512 kernels with AVX2 ones (and fails with "all"); on an AVX2 host both sides run
     AVX2 code (qemu 7.2 emulates no AVX-512) and only the vendor differs: there the next test keeps the
     setting."""
-    native, emulated = _native_and_emulated("tests.onnx_bits", str(models_dir),
-                                            str(media / "images" / "pyfeat_single_face.jpg"))
+    photograph = media / "images" / "pyfeat_single_face.jpg"
+    native, other = emulated.results("tests.onnx_bits", str(models_dir), str(photograph))
     assert set(native) == {"scrfd_2.5g", "pfld106"}
-    assert native == emulated
+    assert native == other
 
 
 def test_face_model_sessions_stop_before_the_nchwc_layout(models_dir):

@@ -2,6 +2,7 @@
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from affect.detect import FaceDetector
 from affect.index import build_index, find_annotations
 from affect.landmarks import LandmarkModel
 from affect.models import model_file
+from affect.parallel import run_units
 from affect.schema import AUS
 from affect.video import iter_frames
 
@@ -73,15 +75,18 @@ def measured(demo, models_dir):
     return measure(demo, PLAN, models_dir)
 
 
+def generate_and_measure(unit: tuple[int, Path, Path]) -> dict:
+    """measure(...) of the small demo of one seed, generated under `root`; unit is (seed, root, models_dir)."""
+    seed, root, models_dir = unit
+    synth.generate(root, seed=seed, **LANDMARK_PLAN, jobs=1)
+    return measure(root, {"seed": seed, **LANDMARK_PLAN}, models_dir)
+
+
 @pytest.fixture(scope="module")
 def measured_seeds(tmp_path_factory, models_dir):
-    """{seed: measure(...)} of a small demo per seed of LANDMARK_SEEDS."""
-    out = {}
-    for seed in LANDMARK_SEEDS:
-        root = tmp_path_factory.mktemp(f"seed{seed}") / "raw"
-        synth.generate(root, seed=seed, **LANDMARK_PLAN, jobs=0)
-        out[seed] = measure(root, {"seed": seed, **LANDMARK_PLAN}, models_dir)
-    return out
+    """{seed: measure(...)} of a small demo per seed of LANDMARK_SEEDS, the seeds spread over the cores."""
+    units = [(seed, tmp_path_factory.mktemp(f"seed{seed}") / "raw", models_dir) for seed in LANDMARK_SEEDS]
+    return dict(zip(LANDMARK_SEEDS, run_units(generate_and_measure, units, jobs=0, desc="landmark seeds")))
 
 
 def test_tree_passes_index_and_annotation_validation(demo):

@@ -1,0 +1,68 @@
+"""Run a module here and under qemu emulating the other vendor's AVX2 processor, at once, and read the JSON line
+each prints (tests/test_reproducible.py compares the two bit for bit).
+
+Under qemu the training comparison keeps one core busy for about four minutes, while most of the suite leaves
+the second core of a 2-core machine idle. So a test marked `@pytest.mark.emulated(module, *args)` has its runs
+started by conftest as soon as the session is collected (`start`), and collects them when it runs
+(`results`); the rest of the suite runs meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+QEMU = shutil.which("qemu-x86_64")
+AVAILABLE = platform.machine() == "x86_64" and QEMU is not None
+
+_runs: dict[tuple[str, ...], dict[str, tuple[subprocess.Popen, IO[str], IO[str]]]] = {}
+
+
+def start(module: str, *args: str) -> None:
+    """Start `python -m module args` here and under `qemu-x86_64 -cpu MODEL` (an AMD EPYC on an Intel host, an
+    Intel Haswell on an AMD one), unless they are running already; their output goes to temporary files."""
+    key = (module, *args)
+    if key in _runs:
+        return
+    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    _runs[key] = {}
+    for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", "EPYC" if intel else "Haswell"]}.items():
+        stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        process = subprocess.Popen(prefix + [sys.executable, "-m", module, *args], env=env, cwd=ROOT,
+                                   stdout=stdout, stderr=stderr, text=True)
+        _runs[key][name] = (process, stdout, stderr)
+
+
+def results(module: str, *args: str, timeout: float = 900) -> tuple[dict, dict]:
+    """The JSON line that the native and the emulated run of `python -m module args` printed last (started now
+    if `start` did not start them), once both have finished."""
+    start(module, *args)
+    printed = {}
+    for name, (process, stdout, stderr) in _runs.pop((module, *args)).items():
+        process.wait(timeout=timeout)
+        with stdout, stderr:
+            stdout.seek(0)
+            stderr.seek(0)
+            assert process.returncode == 0, f"{name}: {stderr.read()[-2000:]}"
+            printed[name] = json.loads(stdout.read().splitlines()[-1])
+    return printed["native"], printed["emulated"]
+
+
+def stop() -> None:
+    """Kill the runs that no test collected (a deselected or interrupted test)."""
+    for runs in _runs.values():
+        for process, stdout, stderr in runs.values():
+            process.kill()
+            process.wait()
+            stdout.close()
+            stderr.close()
+    _runs.clear()
