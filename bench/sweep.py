@@ -6,6 +6,7 @@ Queue the sweep in DVC's experiment queue, run it, then read the results back wi
     dvc queue start -j 1                         # runs them (one at a time on a CPU machine)
     python -m bench.sweep report                 # table (stdout, BENCHMARKS.md) and data/readme/sweep.png
     python -m bench.sweep report --videos 64 --plot data/readme/sweep64.png   # the rows of another demo size
+    python -m bench.sweep labels --fraction 0.1 --seeds 0 1 2 3 4   # the labels each seed keeps (after dvc repro)
 
 DVC experiments live in the checkout that ran them, so the report also keeps every finished sweep
 experiment's criteria in `bench/sweep_results.json` (committed): each row names the experiment and the
@@ -44,6 +45,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 METHODS = ("supervised", "mean_teacher")
@@ -309,6 +312,53 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
     return text
 
 
+def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: int) -> dict[str, dict]:
+    """What one seed keeps at one label fraction (`affect.partition.keep_labels` on `partition`, PARTITION rows at
+    label fraction 1.0; `labels`: LABELS rows). Per task: {"tracks", "frames"} of the training rows that keep
+    their labels, and their labels: VA "valence" and "arousal" (mean, standard deviation), expression
+    "classes" (frames per class 0-6), AU "positive" (share of positive frames per AU)."""
+    from affect.partition import keep_labels
+    from affect.schema import AUS, TASKS
+
+    def keys(table: pa.Table) -> np.ndarray:
+        track = table.column("track").to_numpy(zero_copy_only=False).astype(str)
+        return np.char.add(np.char.add(track, "#"), table.column("frame").to_numpy().astype(str))
+
+    kept = keep_labels(partition, fraction, seed)
+    label_keys = keys(labels)
+    out = {}
+    for task in TASKS:
+        train = kept.filter(pc.and_(pc.equal(kept.column("task"), task), pc.equal(kept.column("side"), "train")))
+        rows = labels.filter(pa.array(np.isin(label_keys, keys(train))))
+        entry = {"tracks": len(set(train.column("track").to_pylist())), "frames": train.num_rows}
+        if task == "va":
+            for name in ("valence", "arousal"):
+                values = rows.column(name).to_numpy()
+                entry[name] = (float(values.mean()), float(values.std()))
+        elif task == "expr":
+            entry["classes"] = np.bincount(rows.column("expr").to_numpy(), minlength=7).tolist()
+        else:
+            au = np.asarray(rows.column("au").to_pylist(), dtype=float).reshape(-1, len(AUS))
+            entry["positive"] = au.mean(axis=0).tolist()
+        out[task] = entry
+    return out
+
+
+def labels_table(partition: pa.Table, labels: pa.Table, fraction: float, seeds: list[int]) -> str:
+    """A markdown table of `kept_labels` per seed."""
+    lines = [f"| seed (label fraction {fraction:g}) | VA tracks / frames | valence | arousal | expression tracks / "
+             "frames | frames per class (0-6) | AU tracks / frames | positive share, mean over AUs |",
+             "|---:|---|---|---|---|---|---|---|"]
+    for seed in seeds:
+        k = kept_labels(partition, labels, fraction, seed)
+        va, expr, au = k["va"], k["expr"], k["au"]
+        lines.append(f"| {seed} | {va['tracks']} / {va['frames']} | {va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | "
+                     f"{va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
+                     f"{' '.join(map(str, expr['classes']))} | {au['tracks']} / {au['frames']} | "
+                     f"{np.mean(au['positive']):.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -322,8 +372,17 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--plot", default="data/readme/sweep.png")
     r.add_argument("--results", default=str(RESULTS), help="the kept criteria, read and written back")
     r.add_argument("--videos", type=int, default=None, help="the demo size shown (default: params.yaml's)")
+    k = sub.add_parser("labels", help="the training labels each seed keeps at a label fraction")
+    k.add_argument("--fraction", type=float, default=0.1)
+    k.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    k.add_argument("--partition", default="data/processed/partition.parquet", help="made at label fraction 1.0")
+    k.add_argument("--labels", default="data/processed/labels.parquet")
     args = parser.parse_args(argv or [])  # `python -m bench` calls main() without arguments: the report
-    if args.command == "queue":
+    if args.command == "labels":
+        import pyarrow.parquet as pq
+
+        print(labels_table(pq.read_table(args.partition), pq.read_table(args.labels), args.fraction, args.seeds))
+    elif args.command == "queue":
         for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant):
             print(name)
     else:

@@ -98,3 +98,35 @@ def test_paired_differences_are_per_seed_against_supervised():
     row = sweep.paired_table(differences).splitlines()[2]
     assert row.startswith("| mean_teacher/soft | 0.1 | 0,1 | +0.025 ± 0.075 (1/2) |"), row
     assert row.endswith("| +0.100, -0.050 |"), row
+
+
+def test_kept_labels_are_the_training_labels_of_the_videos_that_keep_them():
+    """`sweep.kept_labels` joins the rows `keep_labels` keeps to their labels: ten one-track videos of two frames,
+    video i labelled valence i/10, arousal -i/10, expression i mod 7, every AU i mod 2, plus a validation video
+    whose labels must not count."""
+    import numpy as np
+    import pyarrow as pa
+
+    from affect.schema import AUS, LABELS, PARTITION, TASKS
+
+    videos = [f"v{i}" for i in range(10)] + ["val"]
+    labels = pa.Table.from_pylist([
+        {"track": v, "frame": f, "valence": i / 10, "arousal": -i / 10, "expr": i % 7, "au": [i % 2] * len(AUS),
+         "va_set": "", "expr_set": "", "au_set": ""} for i, v in enumerate(videos) for f in (0, 1)], schema=LABELS)
+    partition = pa.Table.from_pylist([
+        {"track": v, "frame": f, "task": task, "side": "val" if v == "val" else "train"}
+        for task in TASKS for v in videos for f in (0, 1)], schema=PARTITION)
+
+    everything = sweep.kept_labels(partition, labels, 1.0, seed=0)
+    assert {task: (everything[task]["tracks"], everything[task]["frames"]) for task in TASKS} == {
+        task: (10, 20) for task in TASKS}
+    assert np.allclose(everything["va"]["valence"], (0.45, np.std(np.arange(10) / 10)))
+    assert np.allclose(everything["va"]["arousal"], (-0.45, np.std(np.arange(10) / 10)))
+    assert everything["expr"]["classes"] == [4, 4, 4, 2, 2, 2, 2]
+    assert np.allclose(everything["au"]["positive"], 0.5)
+
+    fifth = sweep.kept_labels(partition, labels, 0.2, seed=0)
+    assert {task: (fifth[task]["tracks"], fifth[task]["frames"]) for task in TASKS} == {task: (2, 4) for task in TASKS}
+    assert sum(fifth["expr"]["classes"]) == 4
+    table = sweep.labels_table(partition, labels, 0.2, [0, 1])
+    assert table.count("| 2 / 4 |") == 6 and "label fraction 0.2" in table
