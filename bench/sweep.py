@@ -352,8 +352,8 @@ def labels_table(partition: pa.Table, labels: pa.Table, fraction: float, seeds: 
     for seed in seeds:
         k = kept_labels(partition, labels, fraction, seed)
         va, expr, au = k["va"], k["expr"], k["au"]
-        lines.append(f"| {seed} | {va['tracks']} / {va['frames']} | {va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | "
-                     f"{va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
+        lines.append(f"| {seed} | {va['tracks']} / {va['frames']} | "
+                     f"{va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | {va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
                      f"{' '.join(map(str, expr['classes']))} | {au['tracks']} / {au['frames']} | "
                      f"{np.mean(au['positive']):.3f} |")
     return "\n".join(lines)
