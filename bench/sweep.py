@@ -312,10 +312,11 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
     return text
 
 
-def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: int) -> dict[str, dict]:
+def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: int, side: str = "train"
+                ) -> dict[str, dict]:
     """What one seed keeps at one label fraction (`affect.partition.keep_labels` on `partition`, PARTITION rows at
     label fraction 1.0; `labels`: LABELS rows). Per task: {"tracks", "frames"} of the training rows that keep
-    their labels, and their labels: VA "valence" and "arousal" (mean, standard deviation), expression
+    their labels (`side` "val": the validation rows, the same for every seed), and their labels: VA "valence" and "arousal" (mean, standard deviation), expression
     "classes" (frames per class 0-6), AU "positive" (share of positive frames per AU)."""
     from affect.partition import keep_labels
     from affect.schema import AUS, TASKS
@@ -328,7 +329,7 @@ def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: in
     label_keys = keys(labels)
     out = {}
     for task in TASKS:
-        train = kept.filter(pc.and_(pc.equal(kept.column("task"), task), pc.equal(kept.column("side"), "train")))
+        train = kept.filter(pc.and_(pc.equal(kept.column("task"), task), pc.equal(kept.column("side"), side)))
         rows = labels.filter(pa.array(np.isin(label_keys, keys(train))))
         entry = {"tracks": len(set(train.column("track").to_pylist())), "frames": train.num_rows}
         if task == "va":
@@ -345,14 +346,14 @@ def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: in
 
 
 def labels_table(partition: pa.Table, labels: pa.Table, fraction: float, seeds: list[int]) -> str:
-    """A markdown table of `kept_labels` per seed."""
+    """A markdown table of `kept_labels` per seed, and a last row of the validation side's labels."""
     lines = [f"| seed (label fraction {fraction:g}) | VA tracks / frames | valence | arousal | expression tracks / "
              "frames | frames per class (0-6) | AU tracks / frames | positive share, mean over AUs |",
              "|---:|---|---|---|---|---|---|---|"]
-    for seed in seeds:
-        k = kept_labels(partition, labels, fraction, seed)
+    for seed in [*seeds, None]:
+        k = kept_labels(partition, labels, fraction, seed or 0, side="train" if seed is not None else "val")
         va, expr, au = k["va"], k["expr"], k["au"]
-        lines.append(f"| {seed} | {va['tracks']} / {va['frames']} | "
+        lines.append(f"| {'validation' if seed is None else seed} | {va['tracks']} / {va['frames']} | "
                      f"{va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | {va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
                      f"{' '.join(map(str, expr['classes']))} | {au['tracks']} / {au['frames']} | "
                      f"{np.mean(au['positive']):.3f} |")

@@ -130,3 +130,4 @@ def test_kept_labels_are_the_training_labels_of_the_videos_that_keep_them():
     assert sum(fifth["expr"]["classes"]) == 4
     table = sweep.labels_table(partition, labels, 0.2, [0, 1])
     assert table.count("| 2 / 4 |") == 6 and "label fraction 0.2" in table
+    assert "| validation | 1 / 2 | +1.00 ± 0.00 | -1.00 ± 0.00 | 1 / 2 | 0 0 0 2 0 0 0 | 1 / 2 | 0.000 |" in table
