@@ -316,8 +316,9 @@ def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: in
                 ) -> dict[str, dict]:
     """What one seed keeps at one label fraction (`affect.partition.keep_labels` on `partition`, PARTITION rows at
     label fraction 1.0; `labels`: LABELS rows). Per task: {"tracks", "frames"} of the training rows that keep
-    their labels (`side` "val": the validation rows, the same for every seed), and their labels: VA "valence" and "arousal" (mean, standard deviation), expression
-    "classes" (frames per class 0-6), AU "positive" (share of positive frames per AU)."""
+    their labels (`side` "val": the validation rows, the same for every seed), and their labels: VA "valence"
+    and "arousal" (mean, standard deviation), expression "classes" (frames per class 0-6), AU "positive" (share
+    of positive frames per AU)."""
     from affect.partition import keep_labels
     from affect.schema import AUS, TASKS
 
@@ -350,11 +351,12 @@ def labels_table(partition: pa.Table, labels: pa.Table, fraction: float, seeds: 
     lines = [f"| seed (label fraction {fraction:g}) | VA tracks / frames | valence | arousal | expression tracks / "
              "frames | frames per class (0-6) | AU tracks / frames | positive share, mean over AUs |",
              "|---:|---|---|---|---|---|---|---|"]
-    for seed in [*seeds, None]:
-        k = kept_labels(partition, labels, fraction, seed or 0, side="train" if seed is not None else "val")
-        va, expr, au = k["va"], k["expr"], k["au"]
-        lines.append(f"| {'validation' if seed is None else seed} | {va['tracks']} / {va['frames']} | "
-                     f"{va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | {va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
+    rows = [(seed, kept_labels(partition, labels, fraction, seed)) for seed in seeds]
+    rows.append(("validation", kept_labels(partition, labels, fraction, 0, side="val")))
+    for name, kept in rows:
+        va, expr, au = kept["va"], kept["expr"], kept["au"]
+        lines.append(f"| {name} | {va['tracks']} / {va['frames']} | {va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | "
+                     f"{va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
                      f"{' '.join(map(str, expr['classes']))} | {au['tracks']} / {au['frames']} | "
                      f"{np.mean(au['positive']):.3f} |")
     return "\n".join(lines)

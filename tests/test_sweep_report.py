@@ -1,5 +1,10 @@
-"""bench.sweep's reading of `dvc exp show --json`: only finished experiments count."""
+"""bench.sweep: its reading of `dvc exp show --json` (only finished experiments count) and its table of the labels
+each seed keeps."""
 
+import numpy as np
+import pyarrow as pa
+
+from affect.schema import AUS, LABELS, PARTITION, TASKS
 from bench import sweep
 
 
@@ -104,11 +109,6 @@ def test_kept_labels_are_the_training_labels_of_the_videos_that_keep_them():
     """`sweep.kept_labels` joins the rows `keep_labels` keeps to their labels: ten one-track videos of two frames,
     video i labelled valence i/10, arousal -i/10, expression i mod 7, every AU i mod 2, plus a validation video
     whose labels must not count."""
-    import numpy as np
-    import pyarrow as pa
-
-    from affect.schema import AUS, LABELS, PARTITION, TASKS
-
     videos = [f"v{i}" for i in range(10)] + ["val"]
     labels = pa.Table.from_pylist([
         {"track": v, "frame": f, "valence": i / 10, "arousal": -i / 10, "expr": i % 7, "au": [i % 2] * len(AUS),
