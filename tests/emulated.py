@@ -4,7 +4,8 @@ each prints (tests/test_reproducible.py compares the two bit for bit).
 Under qemu the training comparison keeps one core busy for about four minutes, while most of the suite leaves
 the second core of a 2-core machine idle. So a test marked `@pytest.mark.emulated(module, *args)` has its runs
 started by conftest as soon as the session is collected (`start`), and collects them when it runs
-(`results`); the rest of the suite runs meanwhile.
+(`results`); the rest of the suite runs meanwhile. The runs start at the lowest priority (nice 19), so they
+take the cycles the other tests leave: a `dvc repro` on both cores is not slowed down by them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ _runs: dict[tuple[str, ...], dict[str, tuple[subprocess.Popen, IO[str], IO[str]]
 
 def start(module: str, *args: str) -> None:
     """Start `python -m module args` here and under `qemu-x86_64 -cpu MODEL` (an AMD EPYC on an Intel host, an
-    Intel Haswell on an AMD one), unless they are running already; their output goes to temporary files."""
+    Intel Haswell on an AMD one), at nice 19, unless they are running already; their output goes to temporary
+    files."""
     key = (module, *args)
     if key in _runs:
         return
@@ -38,7 +40,7 @@ def start(module: str, *args: str) -> None:
     for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", "EPYC" if intel else "Haswell"]}.items():
         stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         process = subprocess.Popen(prefix + [sys.executable, "-m", module, *args], env=env, cwd=ROOT,
-                                   stdout=stdout, stderr=stderr, text=True)
+                                   stdout=stdout, stderr=stderr, text=True, preexec_fn=lambda: os.nice(19))
         _runs[key][name] = (process, stdout, stderr)
 
 
