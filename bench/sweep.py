@@ -322,16 +322,12 @@ def kept_labels(partition: pa.Table, labels: pa.Table, fraction: float, seed: in
     from affect.partition import keep_labels
     from affect.schema import AUS, TASKS
 
-    def keys(table: pa.Table) -> np.ndarray:
-        track = table.column("track").to_numpy(zero_copy_only=False).astype(str)
-        return np.char.add(np.char.add(track, "#"), table.column("frame").to_numpy().astype(str))
-
     kept = keep_labels(partition, fraction, seed)
-    label_keys = keys(labels)
+    rows_of = labels.select(["track", "frame"]).append_column("row", pa.array(np.arange(labels.num_rows)))
     out = {}
     for task in TASKS:
         train = kept.filter(pc.and_(pc.equal(kept.column("task"), task), pc.equal(kept.column("side"), side)))
-        rows = labels.filter(pa.array(np.isin(label_keys, keys(train))))
+        rows = labels.take(train.join(rows_of, ["track", "frame"]).column("row"))  # a join cannot carry `au`
         entry = {"tracks": len(set(train.column("track").to_pylist())), "frames": train.num_rows}
         if task == "va":
             for name in ("valence", "arousal"):
