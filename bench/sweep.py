@@ -32,6 +32,11 @@ A variant of a method (other settings, say soft pseudo-labels) is queued with `-
 method `<method>/<NAME>`, beside the plain method:
 
     python -m bench.sweep queue --methods mean_teacher --variant soft -S train.consistency_targets=soft
+
+`--train-seed N` fixes `train.seed` apart from the seed, which then picks the labelled videos only (a variant
+names such runs, and the paired table pairs them by that label seed):
+
+    python -m bench.sweep queue --methods supervised --fractions 0.1 --seeds 4 --train-seed 0 --variant t0
 """
 
 from __future__ import annotations
@@ -66,18 +71,29 @@ def experiment_name(method: str, fraction: float, seed: int, variant: str = "") 
     return f"sweep-{method}-f{fraction:g}-s{seed}" + (f"-{variant}" if variant else "")
 
 
+def settings(method: str, fraction: float, seed: int, train_seed: int | None = None,
+             extra: tuple[str, ...] = ()) -> list[str]:
+    """The `-S key=value` settings of one sweep experiment: the method, the label fraction, the seed as
+    `partition.label_seed` (which training videos keep their labels) and as `train.seed` (initialisation,
+    batch order, teacher noise) unless `train_seed` fixes the latter apart, then `extra`."""
+    return [f"train.method={method}", f"partition.label_fraction={fraction}",
+            f"train.seed={seed if train_seed is None else train_seed}", f"partition.label_seed={seed}", *extra]
+
+
 def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, ...] = (),
-          cwd: str | Path = ".", variant: str = "") -> list[str]:
+          cwd: str | Path = ".", variant: str = "", train_seed: int | None = None) -> list[str]:
     """Queue one `dvc exp run` per (method, fraction, seed) in the project at `cwd`; `extra` are more
-    `-S key=value` settings for all, and `variant` names them (reported as the method `<method>/<variant>`)."""
+    `-S key=value` settings for all, and `variant` names them (reported as the method `<method>/<variant>`).
+    `train_seed` sets `train.seed` apart from the seed (the label seed); it needs a variant to say so."""
     if variant and not re.fullmatch(VARIANT, variant):
         raise ValueError(f"sweep variant {variant!r}: use lower-case letters, digits, '_' and '.'")
+    if train_seed is not None and not variant:
+        raise ValueError("sweep --train-seed: name the runs with --variant (their seed is the label seed)")
     names = []
     for method, fraction, seed in itertools.product(methods, fractions, seeds):
         name = experiment_name(method, fraction, seed, variant)
-        settings = [f"train.method={method}", f"partition.label_fraction={fraction}", f"train.seed={seed}",
-                    f"partition.label_seed={seed}", *extra]
-        subprocess.run([DVC, "exp", "run", "--queue", "-n", name, *[a for s in settings for a in ("-S", s)]],
+        run_settings = settings(method, fraction, seed, train_seed, extra)
+        subprocess.run([DVC, "exp", "run", "--queue", "-n", name, *[a for s in run_settings for a in ("-S", s)]],
                        check=True, cwd=cwd)
         names.append(name)
     return names
@@ -367,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     q.add_argument("-S", dest="extra", action="append", default=[], help="another key=value for every run")
     q.add_argument("--variant", default="", help="name of these settings (experiments sweep-...-<variant>)")
+    q.add_argument("--train-seed", type=int, default=None,
+                   help="train.seed of every run (default: each run's seed, which is also its label seed)")
     r = sub.add_parser("report", help="table and plot of the finished experiments")
     r.add_argument("--plot", default="data/readme/sweep.png")
     r.add_argument("--results", default=str(RESULTS), help="the kept criteria, read and written back")
@@ -382,7 +400,8 @@ def main(argv: list[str] | None = None) -> None:
 
         print(labels_table(pq.read_table(args.partition), pq.read_table(args.labels), args.fraction, args.seeds))
     elif args.command == "queue":
-        for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant):
+        for name in queue(args.methods, args.fractions, args.seeds, tuple(args.extra), variant=args.variant,
+                          train_seed=args.train_seed):
             print(name)
     else:
         report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),

@@ -1,8 +1,9 @@
 """bench.sweep: its reading of `dvc exp show --json` (only finished experiments count) and its table of the labels
-each seed keeps."""
+each seed keeps, and the settings a queued run gets."""
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from affect.schema import AUS, LABELS, PARTITION, TASKS
 from bench import sweep
@@ -131,3 +132,13 @@ def test_kept_labels_are_the_training_labels_of_the_videos_that_keep_them():
     table = sweep.labels_table(partition, labels, 0.2, [0, 1])
     assert table.count("| 2 / 4 |") == 6 and "label fraction 0.2" in table
     assert "| validation | 1 / 2 | +1.00 ± 0.00 | -1.00 ± 0.00 | 1 / 2 | 0 0 0 2 0 0 0 | 1 / 2 | 0.000 |" in table
+
+
+def test_a_train_seed_apart_changes_train_seed_only_and_needs_a_variant():
+    default = sweep.settings("mean_teacher", 0.1, 4)
+    apart = sweep.settings("mean_teacher", 0.1, 4, train_seed=0, extra=("train.batch_size=32",))
+    assert "train.seed=4" in default and "partition.label_seed=4" in default
+    assert "train.seed=0" in apart and "partition.label_seed=4" in apart and "train.seed=4" not in apart
+    assert apart[-1] == "train.batch_size=32"
+    with pytest.raises(ValueError, match="--variant"):
+        sweep.queue(("supervised",), (0.1,), (4,), train_seed=0)
