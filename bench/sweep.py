@@ -33,10 +33,11 @@ method `<method>/<NAME>`, beside the plain method:
 
     python -m bench.sweep queue --methods mean_teacher --variant soft -S train.consistency_targets=soft
 
-`--train-seed N` fixes `train.seed` apart from the seed, which then picks the labelled videos only (a variant
-names such runs, and the paired table pairs them by that label seed):
+`--train-seed N` fixes `train.seed` apart from the seed, which then picks the labelled videos only: the runs
+are named `sweep-<method>-f<fraction>-s<seed>-t<N>[-<variant>]`, reported as the method `<method>[/<variant>]
+(train.seed N)` and paired with `supervised (train.seed N)` on the same label seed:
 
-    python -m bench.sweep queue --methods supervised --fractions 0.1 --seeds 4 --train-seed 0 --variant t0
+    python -m bench.sweep queue --methods supervised mean_teacher --fractions 0.1 --seeds 4 --train-seed 0
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ METRICS = "data/evaluate/metrics.json"
 RESULTS = "bench/sweep_results.json"  # the sweep's criteria, kept (relative to the project)
 DVC = str(Path(sys.executable).parent / "dvc")  # the dvc of this environment, activated or not
 VARIANT = r"[a-z0-9_.]+"  # characters of a variant's name
-NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-(?P<variant>{VARIANT}))?$")
+APART = " (train.seed "  # how a method's name says its runs set the training seed apart from the seed
+NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed>\d+)(-t(?P<train_seed>\d+))?"
+                  rf"(-(?P<variant>{VARIANT}))?$")
 
 
-def experiment_name(method: str, fraction: float, seed: int, variant: str = "") -> str:
-    return f"sweep-{method}-f{fraction:g}-s{seed}" + (f"-{variant}" if variant else "")
+def experiment_name(method: str, fraction: float, seed: int, variant: str = "", train_seed: int | None = None
+                    ) -> str:
+    return (f"sweep-{method}-f{fraction:g}-s{seed}" + (f"-t{train_seed}" if train_seed is not None else "")
+            + (f"-{variant}" if variant else ""))
 
 
 def settings(method: str, fraction: float, seed: int, train_seed: int | None = None,
@@ -84,14 +89,13 @@ def queue(methods=METHODS, fractions=FRACTIONS, seeds=SEEDS, extra: tuple[str, .
           cwd: str | Path = ".", variant: str = "", train_seed: int | None = None) -> list[str]:
     """Queue one `dvc exp run` per (method, fraction, seed) in the project at `cwd`; `extra` are more
     `-S key=value` settings for all, and `variant` names them (reported as the method `<method>/<variant>`).
-    `train_seed` sets `train.seed` apart from the seed (the label seed); it needs a variant to say so."""
-    if variant and not re.fullmatch(VARIANT, variant):
-        raise ValueError(f"sweep variant {variant!r}: use lower-case letters, digits, '_' and '.'")
-    if train_seed is not None and not variant:
-        raise ValueError("sweep --train-seed: name the runs with --variant (their seed is the label seed)")
+    `train_seed` sets `train.seed` apart from the seed (then the label seed only), and the name says so."""
+    if variant and (not re.fullmatch(VARIANT, variant) or re.fullmatch(r"t\d+", variant)):
+        raise ValueError(f"sweep variant {variant!r}: use lower-case letters, digits, '_' and '.' (not t<digits>, "
+                         "which names a training seed: --train-seed)")
     names = []
     for method, fraction, seed in itertools.product(methods, fractions, seeds):
-        name = experiment_name(method, fraction, seed, variant)
+        name = experiment_name(method, fraction, seed, variant, train_seed)
         run_settings = settings(method, fraction, seed, train_seed, extra)
         subprocess.run([DVC, "exp", "run", "--queue", "-n", name, *[a for s in run_settings for a in ("-S", s)]],
                        check=True, cwd=cwd)
@@ -140,9 +144,12 @@ def kept(rows: list[dict], stored: list[dict]) -> list[dict]:
     return [merged[key] for key in sorted(merged, key=lambda key: (key[0], key[1] or 0))]
 
 
-def _method(match: re.Match) -> str:
-    """The reported method of a sweep experiment's name match: `<method>` or `<method>/<variant>`."""
-    return match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+def _method(match: re.Match, method: str | None = None) -> str:
+    """The reported method of a sweep experiment's name match: `<method>` or `<method>/<variant>`, followed by
+    ` (train.seed N)` where the run set its training seed apart from its seed; `method` replaces the name's
+    method and variant (the baseline a run is paired with)."""
+    name = method or match["method"] + (f"/{match['variant']}" if match["variant"] else "")
+    return name + (f"{APART}{match['train_seed']})" if match["train_seed"] is not None else "")
 
 
 def _criteria(metrics: dict) -> dict[str, float]:
@@ -183,10 +190,12 @@ def spread(values: list[float]) -> str:
     return f"{v.mean():.3f} ± {sd:.3f} [{v.min():.3f}..{v.max():.3f}]"
 
 
-def _method_order(method: str) -> tuple[int, str]:
-    """Sort key: the plain methods in METHODS order, each followed by its variants."""
-    base, _, variant = method.partition("/")
-    return (METHODS.index(base) if base in METHODS else len(METHODS), variant)
+def _method_order(method: str) -> tuple[int, str, str]:
+    """Sort key: the plain methods in METHODS order, each followed by its variants (and runs with a training
+    seed apart after those of the same method and variant)."""
+    named, _, train_seed = method.partition(APART)
+    base, _, variant = named.partition("/")
+    return (METHODS.index(base) if base in METHODS else len(METHODS), variant, train_seed)
 
 
 def table(results: dict) -> str:
@@ -203,19 +212,23 @@ def table(results: dict) -> str:
 def paired(rows: list[dict], baseline: str = "supervised", model: str = "teacher") -> dict:
     """{(method, fraction): {task and "mean": {seed: difference}}}: each method's `model` criterion minus the
     `baseline` method's `model` criterion on the same seed (the same labelled videos, initialisation and
-    batches) and fraction, for the seeds both have. Paired differences cancel what a seed does to both methods
+    batches) and fraction, for the seeds both have; a run with its training seed apart is paired with the
+    baseline's run of the same label seed and training seed. Paired differences cancel what a seed does to both methods
     (which videos keep their labels moves every method alike), so they show a gap that the spread of two
     unpaired means hides."""
     scores: dict = {}
+    baselines: dict = {}
     for row in rows:
         match = NAME.match(str(row["name"]))
         if not match or model not in row["metrics"]:
             continue
-        scores[(_method(match), float(match["fraction"]), int(match["seed"]))] = _criteria(row["metrics"][model])
+        key = (_method(match), float(match["fraction"]), int(match["seed"]))
+        scores[key] = _criteria(row["metrics"][model])
+        baselines[key] = (_method(match, baseline), *key[1:])
     differences: dict = {}
     for (method, fraction, seed), criteria in sorted(scores.items()):
-        reference = scores.get((baseline, fraction, seed))
-        if method == baseline or reference is None:
+        reference = scores.get(baselines[(method, fraction, seed)])
+        if baselines[(method, fraction, seed)][0] == method or reference is None:
             continue
         cell = differences.setdefault((method, fraction), {})
         for key in criteria.keys() & reference.keys():
@@ -243,7 +256,8 @@ def paired_table(differences: dict, baseline: str = "supervised") -> str:
 
 def plot(results: dict, path: str | Path) -> None:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
-    at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis."""
+    at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis.
+    Runs with a training seed apart from their seed are left out: they check a seed, they draw no curve."""
     import matplotlib
     import matplotlib.ticker
 
@@ -252,7 +266,7 @@ def plot(results: dict, path: str | Path) -> None:
 
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
-    methods = sorted({m for m, _, _ in results}, key=_method_order)
+    methods = sorted({m for m, _, _ in results if APART not in m}, key=_method_order)
     colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
     main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
     styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":", k)

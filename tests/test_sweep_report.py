@@ -134,11 +134,26 @@ def test_kept_labels_are_the_training_labels_of_the_videos_that_keep_them():
     assert "| validation | 1 / 2 | +1.00 ± 0.00 | -1.00 ± 0.00 | 1 / 2 | 0 0 0 2 0 0 0 | 1 / 2 | 0.000 |" in table
 
 
-def test_a_train_seed_apart_changes_train_seed_only_and_needs_a_variant():
+def test_a_train_seed_apart_is_named_and_paired_with_supervised_on_the_same_two_seeds():
+    """`--train-seed`: the run's settings change `train.seed` only, its name carries `-t<seed>`, and the paired
+    table sets it against the supervised run of the same label seed and training seed."""
     default = sweep.settings("mean_teacher", 0.1, 4)
     apart = sweep.settings("mean_teacher", 0.1, 4, train_seed=0, extra=("train.batch_size=32",))
     assert "train.seed=4" in default and "partition.label_seed=4" in default
     assert "train.seed=0" in apart and "partition.label_seed=4" in apart and "train.seed=4" not in apart
     assert apart[-1] == "train.batch_size=32"
-    with pytest.raises(ValueError, match="--variant"):
-        sweep.queue(("supervised",), (0.1,), (4,), train_seed=0)
+    name = sweep.experiment_name("mean_teacher", 0.1, 4, "b32", train_seed=0)
+    assert name == "sweep-mean_teacher-f0.1-s4-t0-b32"
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        _experiment("sweep-supervised-f0.1-s4", "success", 0.20),
+        _experiment("sweep-supervised-f0.1-s4-t0", "success", 0.40),
+        _experiment("sweep-mean_teacher-f0.1-s4-b32", "success", 0.30),
+        _experiment(name, "success", 0.35)]}]
+    differences = sweep.paired(sweep.experiments(show))
+    assert sorted(differences) == [("mean_teacher/b32", 0.1), ("mean_teacher/b32 (train.seed 0)", 0.1)]
+    assert abs(differences[("mean_teacher/b32", 0.1)]["mean"][4] - 0.10) < 1e-9
+    assert abs(differences[("mean_teacher/b32 (train.seed 0)", 0.1)]["mean"][4] + 0.05) < 1e-9
+    table = sweep.table(sweep.curve(sweep.experiments(show)))
+    assert "| supervised (train.seed 0) | 0.1 | teacher | 1 |" in table
+    with pytest.raises(ValueError, match="training seed"):
+        sweep.queue(("supervised",), (0.1,), (4,), variant="t0")
