@@ -213,9 +213,9 @@ def paired(rows: list[dict], baseline: str = "supervised", model: str = "teacher
     """{(method, fraction): {task and "mean": {seed: difference}}}: each method's `model` criterion minus the
     `baseline` method's `model` criterion on the same seed (the same labelled videos, initialisation and
     batches) and fraction, for the seeds both have; a run with its training seed apart is paired with the
-    baseline's run of the same label seed and training seed. Paired differences cancel what a seed does to both methods
-    (which videos keep their labels moves every method alike), so they show a gap that the spread of two
-    unpaired means hides."""
+    baseline's run of the same label seed and training seed. Paired differences cancel what a seed does to both
+    methods (which videos keep their labels moves every method alike), so they show a gap that the spread of
+    two unpaired means hides."""
     scores: dict = {}
     baselines: dict = {}
     for row in rows:
@@ -227,8 +227,9 @@ def paired(rows: list[dict], baseline: str = "supervised", model: str = "teacher
         baselines[key] = (_method(match, baseline), *key[1:])
     differences: dict = {}
     for (method, fraction, seed), criteria in sorted(scores.items()):
-        reference = scores.get(baselines[(method, fraction, seed)])
-        if baselines[(method, fraction, seed)][0] == method or reference is None:
+        reference_key = baselines[(method, fraction, seed)]
+        reference = scores.get(reference_key)
+        if reference_key[0] == method or reference is None:
             continue
         cell = differences.setdefault((method, fraction), {})
         for key in criteria.keys() & reference.keys():
