@@ -255,6 +255,19 @@ def paired_table(differences: dict, baseline: str = "supervised") -> str:
     return "\n".join(lines)
 
 
+def tables(rows: list[dict], baselines: tuple[str, ...] = ("supervised",), results: dict | None = None) -> str:
+    """The curve's table of `rows` (or of their `curve`, `results`), then one paired table per method of
+    `baselines` (`<method>` or `<method>/<variant>`). Raises SystemExit naming the methods there when a
+    baseline has no run among `rows`."""
+    results = curve(rows) if results is None else results
+    methods = sorted({method for method, _, _ in results if method != TRIVIAL}, key=_method_order)
+    for baseline in baselines:
+        if baseline not in methods:
+            raise SystemExit(f"--baseline {baseline}: no sweep experiment of that method here; "
+                             f"methods: {', '.join(methods)}")
+    return "\n\n".join([table(results), *(paired_table(paired(rows, baseline), baseline) for baseline in baselines)])
+
+
 def plot(results: dict, path: str | Path) -> None:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis.
@@ -311,10 +324,11 @@ def demo_videos(cwd: str | Path = ".") -> int:
 
 
 def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", results: str | Path = RESULTS,
-           videos: int | None = None) -> str:
+           videos: int | None = None, baselines: tuple[str, ...] = ("supervised",)) -> str:
     """Read `dvc exp show --json` in the project at `cwd` and the kept rows of `results` (relative to `cwd`),
-    write the merged rows back there (atomically), print the table and write the plot of the rows that ran on
-    a demo of `videos` videos (default: params.yaml's `demo.n_videos`); returns the table."""
+    write the merged rows back there (atomically), print the table, one paired table per method of `baselines`
+    (`<method>` or `<method>/<variant>`) and write the plot of the rows that ran on a demo of `videos` videos
+    (default: params.yaml's `demo.n_videos`); returns the tables. A baseline with no run there is refused."""
     show = json.loads(subprocess.run([DVC, "exp", "show", "--json", "--all-commits"], check=True,
                                      capture_output=True, text=True, cwd=cwd).stdout)
     path = Path(cwd) / results
@@ -334,9 +348,9 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
         message = f"no sweep experiments on a demo of {videos} videos in {path}: `--videos N` shows another size"
         print(message)
         return message
-    print(f"sweep experiments on the demo of {videos} videos")
     results = curve(rows)
-    text = table(results) + "\n\n" + paired_table(paired(rows))
+    text = tables(rows, baselines, results)
+    print(f"sweep experiments on the demo of {videos} videos")
     print(text)
     plot(results, out)
     print(f"\nplot: {out}")
@@ -404,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--plot", default="data/readme/sweep.png")
     r.add_argument("--results", default=str(RESULTS), help="the kept criteria, read and written back")
     r.add_argument("--videos", type=int, default=None, help="the demo size shown (default: params.yaml's)")
+    r.add_argument("--baseline", nargs="+", default=["supervised"],
+                   help="the methods each run is paired with, one paired table each (e.g. mean_teacher/b32_w0)")
     k = sub.add_parser("labels", help="the training labels each seed keeps at a label fraction")
     k.add_argument("--fraction", type=float, default=0.1)
     k.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
@@ -420,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             print(name)
     else:
         report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
-               videos=getattr(args, "videos", None))
+               videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])))
 
 
 if __name__ == "__main__":

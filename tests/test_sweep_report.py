@@ -157,3 +157,21 @@ def test_a_train_seed_apart_is_named_and_paired_with_supervised_on_the_same_two_
     assert "| supervised (train.seed 0) | 0.1 | teacher | 1 |" in table
     with pytest.raises(ValueError, match="training seed"):
         sweep.queue(("supervised",), (0.1,), (4,), variant="t0")
+
+
+def test_a_variant_can_be_the_baseline_of_a_paired_table():
+    """`report --baseline supervised mean_teacher/b32_w0`: one paired table per baseline, each run minus the
+    baseline's run on the same seed; a baseline without runs is refused with the methods there."""
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        _experiment("sweep-supervised-f0.1-s0", "success", 0.30),
+        _experiment("sweep-mean_teacher-f0.1-s0-b32_w0", "success", 0.40),
+        _experiment("sweep-mean_teacher-f0.1-s0-b32_all", "success", 0.45),
+        _experiment("sweep-mean_teacher-f0.1-s1-b32_all", "success", 0.90)]}]
+    rows = sweep.experiments(show)
+    text = sweep.tables(rows, ("supervised", "mean_teacher/b32_w0"))
+    against_w0 = text.split("| method minus mean_teacher/b32_w0 |")[1].splitlines()
+    assert [line.split(" | ")[0] for line in against_w0[2:]] == ["| supervised", "| mean_teacher/b32_all"]
+    assert against_w0[3].startswith("| mean_teacher/b32_all | 0.1 | 0 | +0.050 ± 0.000 (1/1) |"), against_w0[3]
+    assert against_w0[2].startswith("| supervised | 0.1 | 0 | -0.100 ± 0.000 (0/1) |"), against_w0[2]
+    with pytest.raises(SystemExit, match="--baseline mean_teacher/b32: .*mean_teacher/b32_all, mean_teacher/b32_w0"):
+        sweep.tables(rows, ("mean_teacher/b32",))
