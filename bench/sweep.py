@@ -257,13 +257,13 @@ def paired_table(differences: dict, baseline: str = "supervised") -> str:
 
 def tables(rows: list[dict], baselines: tuple[str, ...] = ("supervised",), results: dict | None = None) -> str:
     """The curve's table of `rows` (or of their `curve`, `results`), then one paired table per method of
-    `baselines` (`<method>` or `<method>/<variant>`). Raises SystemExit naming the methods there when a
+    `baselines` (`<method>` or `<method>/<variant>`). Raises ValueError naming the methods there when a
     baseline has no run among `rows`."""
     results = curve(rows) if results is None else results
     methods = sorted({method for method, _, _ in results if method != TRIVIAL}, key=_method_order)
     for baseline in baselines:
         if baseline not in methods:
-            raise SystemExit(f"--baseline {baseline}: no sweep experiment of that method here; "
+            raise ValueError(f"--baseline {baseline}: no sweep experiment of that method here; "
                              f"methods: {', '.join(methods)}")
     return "\n\n".join([table(results), *(paired_table(paired(rows, baseline), baseline) for baseline in baselines)])
 
@@ -396,7 +396,8 @@ def labels_table(partition: pa.Table, labels: pa.Table, fraction: float, seeds: 
     rows.append(("validation", kept_labels(partition, labels, fraction, 0, side="val")))
     for name, kept in rows:
         va, expr, au = kept["va"], kept["expr"], kept["au"]
-        lines.append(f"| {name} | {va['tracks']} / {va['frames']} | {va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | "
+        lines.append(f"| {name} | {va['tracks']} / {va['frames']} | "
+                     f"{va['valence'][0]:+.2f} ± {va['valence'][1]:.2f} | "
                      f"{va['arousal'][0]:+.2f} ± {va['arousal'][1]:.2f} | {expr['tracks']} / {expr['frames']} | "
                      f"{' '.join(map(str, expr['classes']))} | {au['tracks']} / {au['frames']} | "
                      f"{np.mean(au['positive']):.3f} |")
@@ -435,8 +436,11 @@ def main(argv: list[str] | None = None) -> None:
                           train_seed=args.train_seed):
             print(name)
     else:
-        report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
-               videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])))
+        try:
+            report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
+                   videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])))
+        except ValueError as error:  # an unknown --baseline: one line, no traceback
+            raise SystemExit(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from bench import sweep
-from tests.pipeline import DVC, ENV, commit, copy_project, dvc, ran, run
+from tests.pipeline import DVC, ENV, ROOT, commit, copy_project, dvc, ran, run
 
 pytestmark = pytest.mark.slow
 PREPROCESSING = ("demo", "models", "index", "split", "align", "landmarks", "masks", "mel", "labels", "partition")
@@ -143,6 +144,11 @@ def test_sweep_runs_through_the_experiment_queue_and_reports_the_curve(demo_pipe
     dvc(project, "exp", "remove", "-A")  # as a fresh clone: no experiments, the kept file only
     assert sweep.curve(sweep.experiments(json.loads(dvc(project, "exp", "show", "--json").stdout))) == {}
     assert sweep.report(tmp_path / "again.png", cwd=project) == text
+    unknown = subprocess.run([sys.executable, "-m", "bench.sweep", "report", "--baseline", "mean_teacher/b64",
+                              "--plot", str(tmp_path / "unknown.png")], cwd=project, capture_output=True, text=True,
+                             env={**ENV, "PYTHONPATH": str(ROOT)})  # the project copy has no bench/
+    assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
+        "--baseline mean_teacher/b64: no sweep experiment of that method here; methods: supervised, mean_teacher"]
 
 
 def test_forced_repro_gives_the_same_preprocessing_hashes(demo_pipeline, tmp_path):
