@@ -70,6 +70,10 @@ NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed
                   rf"(-(?P<variant>{VARIANT}))?$")
 
 
+class UnknownBaseline(ValueError):
+    """A `--baseline` with no sweep experiment among the rows: the command line prints it as one line."""
+
+
 def experiment_name(method: str, fraction: float, seed: int, variant: str = "", train_seed: int | None = None
                     ) -> str:
     return (f"sweep-{method}-f{fraction:g}-s{seed}" + (f"-t{train_seed}" if train_seed is not None else "")
@@ -257,14 +261,14 @@ def paired_table(differences: dict, baseline: str = "supervised") -> str:
 
 def tables(rows: list[dict], baselines: tuple[str, ...] = ("supervised",), results: dict | None = None) -> str:
     """The curve's table of `rows` (or of their `curve`, `results`), then one paired table per method of
-    `baselines` (`<method>` or `<method>/<variant>`). Raises ValueError naming the methods there when a
+    `baselines` (`<method>` or `<method>/<variant>`). Raises UnknownBaseline naming the methods there when a
     baseline has no run among `rows`."""
     results = curve(rows) if results is None else results
     methods = sorted({method for method, _, _ in results if method != TRIVIAL}, key=_method_order)
     for baseline in baselines:
         if baseline not in methods:
-            raise ValueError(f"--baseline {baseline}: no sweep experiment of that method here; "
-                             f"methods: {', '.join(methods)}")
+            raise UnknownBaseline(f"--baseline {baseline}: no sweep experiment of that method here; "
+                                  f"methods: {', '.join(methods)}")
     return "\n\n".join([table(results), *(paired_table(paired(rows, baseline), baseline) for baseline in baselines)])
 
 
@@ -439,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
                    videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])))
-        except ValueError as error:  # an unknown --baseline: one line, no traceback
+        except UnknownBaseline as error:  # one line, no traceback
             raise SystemExit(str(error)) from None
 
 
