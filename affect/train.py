@@ -87,6 +87,7 @@ class TrainConfig:
     au_pos_weight: tuple[float, ...] = ()  # the AU loss's positive weight per AU (affect.losses.au_pos_weight);
                                            # empty: plain BCE
     va_mse: float = 0.0              # weight of the squared error beside 1 - CCC in the supervised VA loss
+    bn_batch: int = 0                # student batch norm's statistics over chunks of this many samples (0: batch)
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
@@ -107,6 +108,8 @@ class TrainConfig:
                 or len(set(self.consistency_tasks)) < len(self.consistency_tasks):
             raise ValueError(f"train.consistency_tasks {list(self.consistency_tasks)}: expected one or more of "
                              f"{list(TASKS)}, each once")
+        if self.bn_batch < 0:
+            raise ValueError(f"train.bn_batch {self.bn_batch}: expected 0 (the whole batch) or a chunk size")
         if not 0.0 <= self.consistency_confidence < 1.0:
             raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
                              "in [0, 1)")
@@ -129,6 +132,16 @@ def seed_step(seed: int, step: int, rank: int) -> torch.Generator:
     model_seed, noise_seed = np.random.SeedSequence([seed, step, rank]).generate_state(2)
     torch.manual_seed(int(model_seed))
     return torch.Generator().manual_seed(int(noise_seed))
+
+
+def forward_in_chunks(model: nn.Module, inputs: list[torch.Tensor], chunk: int) -> dict[str, torch.Tensor]:
+    """`model(*inputs)` computed on consecutive chunks of `chunk` samples and concatenated: in training mode
+    each chunk's batch norm normalises by its own statistics ("ghost batch norm"; the mixed batches hold
+    their labelled samples first). `chunk` 0, or not less than the batch: one call."""
+    if not chunk or len(inputs[0]) <= chunk:
+        return model(*inputs)
+    outputs = [model(*part) for part in zip(*(tensor.split(chunk) for tensor in inputs))]
+    return {task: torch.cat([output[task] for output in outputs]) for task in outputs[0]}
 
 
 def _to(batch: dict, device: torch.device) -> Batch:
@@ -217,7 +230,7 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
         group["lr"] = learning_rate(step, config)
     seen = student_input(batch, generator) if student_input else batch
     with autocast(device):
-        outputs = model(*[seen[name] for name in config.inputs])
+        outputs = forward_in_chunks(model, [seen[name] for name in config.inputs], config.bn_batch)
         supervised = supervised_losses(outputs, batch, au_weight, config.va_mse)
         terms = {f"supervised/{task}": loss for task, loss in supervised.items()}
         loss = sum(terms.values())
@@ -297,6 +310,9 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
             on_log(step, metrics)
     model = student
     if dist.is_initialized():
+        if config.bn_batch:
+            raise ValueError(f"train.bn_batch {config.bn_batch} under torchrun: not supported (each process's "
+                             "share of the batch is its batch norm's batch already); set it to 0")
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     if compile:

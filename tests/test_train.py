@@ -29,7 +29,7 @@ from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
 from affect.pipeline import infer, loader_options
 from affect.schema import TASKS, Layout
-from affect.train import TrainConfig, fit, validation
+from affect.train import TrainConfig, fit, forward_in_chunks, validation
 from affect.tsav import TSAV, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +140,28 @@ def test_mean_teacher_beats_supervised_on_digits():
     student_mean, teacher_mean = np.mean(mean_teacher, axis=0)
     assert student_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
     assert teacher_mean > np.mean(supervised) + 0.01, (supervised, mean_teacher)
+
+
+def test_bn_batch_normalises_each_chunk_by_its_own_statistics():
+    """`train.bn_batch` (ghost batch norm): in training mode the student's outputs on a batch are those of its
+    chunks of `bn_batch` samples passed one by one, not those of the whole batch; a chunk as large as the
+    batch is one pass, the same weights as 0 after training, while chunks of half the batch give others."""
+    torch.manual_seed(0)
+    model, pixels = DigitsMLP().train(), torch.rand(16, 64)
+    model.net[3].p = 0.0  # no dropout: the only randomness is the batch norm's grouping
+    chunked = forward_in_chunks(model, [pixels], 8)["expr"]
+    assert torch.equal(chunked, torch.cat([model(pixels[:8])["expr"], model(pixels[8:])["expr"]]))
+    assert not torch.allclose(chunked, model(pixels)["expr"], atol=1e-3)
+    assert torch.equal(forward_in_chunks(model, [pixels], 16)["expr"], model(pixels)["expr"])
+
+    def teacher_bytes(bn_batch: int) -> bytes:
+        _, teacher, _ = train_digits("supervised", 0, 20, bn_batch=bn_batch, eval_every=1000, checkpoint_every=1000)
+        return b"".join(value.numpy().tobytes() for value in teacher.state_dict().values())
+
+    assert teacher_bytes(64) == teacher_bytes(0)
+    assert teacher_bytes(32) != teacher_bytes(0)
+    with pytest.raises(ValueError, match="train.bn_batch -1"):
+        TrainConfig(bn_batch=-1)
 
 
 def test_train_config_defaults_are_params_yaml():
