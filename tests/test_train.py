@@ -208,7 +208,8 @@ def test_resume_gives_identical_weights(tmp_path):
 
 
 def ddp_worker(out: Path) -> None:
-    """Body of one torchrun process: digits with DDP on gloo, 2 ranks x 8 of each global batch of 16."""
+    """Body of one torchrun process: digits with DDP on gloo, 2 ranks x 8 of each global batch of 16; then
+    `train.bn_batch`, which DDP does not take, refused on each rank."""
     torch.distributed.init_process_group("gloo")
     rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
     digits = Digits(seed=0)
@@ -220,6 +221,11 @@ def ddp_worker(out: Path) -> None:
                            on_log=lambda step, metrics: logged.update({step: sorted(metrics)}),
                            checkpoint_dir=out / "checkpoints", progress=False)
     torch.save({"student": student.state_dict(), "teacher": teacher.state_dict()}, out / f"rank-{rank}.pt")
+    try:
+        fit(DigitsMLP(), digits.batches(16, 0.5, 0, 12, rank, world_size), dataclasses.replace(config, bn_batch=4),
+            progress=False)
+    except ValueError as error:
+        logged["refused"] = str(error)
     (out / f"rank-{rank}.json").write_text(json.dumps(logged))
     torch.distributed.destroy_process_group()
 
@@ -238,7 +244,10 @@ def test_torchrun_ddp(tmp_path):
         assert torch.equal(value, ranks[1]["teacher"][key]), key
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
     ddp_keys = json.loads((tmp_path / "rank-0.json").read_text())
-    assert json.loads((tmp_path / "rank-1.json").read_text()) == {}
+    refused = {rank: json.loads((tmp_path / f"rank-{rank}.json").read_text()).get("refused", "") for rank in (0, 1)}
+    assert all(message.startswith("train.bn_batch 4 under torchrun") for message in refused.values()), refused
+    assert json.loads((tmp_path / "rank-1.json").read_text()) == {"refused": refused[1]}
+    del ddp_keys["refused"]
 
     digits = Digits(seed=0)
     config = TrainConfig(method="mean_teacher", steps=12, eval_every=6, checkpoint_every=6, inputs=("pixels",))
