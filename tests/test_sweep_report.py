@@ -173,5 +173,6 @@ def test_a_variant_can_be_the_baseline_of_a_paired_table():
     assert [line.split(" | ")[0] for line in against_w0[2:]] == ["| supervised", "| mean_teacher/b32_all"]
     assert against_w0[3].startswith("| mean_teacher/b32_all | 0.1 | 0 | +0.050 ± 0.000 (1/1) |"), against_w0[3]
     assert against_w0[2].startswith("| supervised | 0.1 | 0 | -0.100 ± 0.000 (0/1) |"), against_w0[2]
-    with pytest.raises(sweep.UnknownBaseline, match="--baseline mean_teacher/b32: .*mean_teacher/b32_all, mean_teacher/b32_w0"):
+    with pytest.raises(sweep.UnknownBaseline,
+                       match="--baseline mean_teacher/b32: .*mean_teacher/b32_all, mean_teacher/b32_w0"):
         sweep.tables(rows, ("mean_teacher/b32",))
