@@ -58,6 +58,7 @@ from affect.shards import atomic_path
 log = logging.getLogger(__name__)
 
 METHODS = ("mean_teacher", "supervised")
+BN_CHUNKS = ("consecutive", "interleaved")
 CHECKPOINT = "last.pt"
 
 Batch = dict[str, torch.Tensor]
@@ -88,6 +89,8 @@ class TrainConfig:
                                            # empty: plain BCE
     va_mse: float = 0.0              # weight of the squared error beside 1 - CCC in the supervised VA loss
     bn_batch: int = 0                # student batch norm's statistics over chunks of this many samples (0: batch)
+    bn_chunks: str = "consecutive"   # consecutive: the batch cut in order (labelled first) | interleaved: every
+                                     # k-th sample, so each chunk mixes labelled and unlabelled as the batch does
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
@@ -110,6 +113,8 @@ class TrainConfig:
                              f"{list(TASKS)}, each once")
         if self.bn_batch < 0:
             raise ValueError(f"train.bn_batch {self.bn_batch}: expected 0 (the whole batch) or a chunk size")
+        if self.bn_chunks not in BN_CHUNKS:
+            raise ValueError(f"train.bn_chunks {self.bn_chunks!r}: expected one of {BN_CHUNKS}")
         if not 0.0 <= self.consistency_confidence < 1.0:
             raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
                              "in [0, 1)")
@@ -134,14 +139,33 @@ def seed_step(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(noise_seed))
 
 
-def forward_in_chunks(model: nn.Module, inputs: list[torch.Tensor], chunk: int) -> dict[str, torch.Tensor]:
-    """`model(*inputs)` computed on consecutive chunks of `chunk` samples and concatenated: in training mode
-    each chunk's batch norm normalises by its own statistics ("ghost batch norm"; the mixed batches hold
-    their labelled samples first). `chunk` 0, or not less than the batch: one call."""
-    if not chunk or len(inputs[0]) <= chunk:
+def forward_in_chunks(model: nn.Module, inputs: list[torch.Tensor], chunk: int,
+                      interleaved: bool = False) -> dict[str, torch.Tensor]:
+    """`model(*inputs)` computed on chunks of `chunk` samples and put back in the batch's order: in training
+    mode each chunk's batch norm normalises by its own statistics ("ghost batch norm"). Consecutive chunks
+    cut the batch in order (the mixed batches hold their labelled samples first); `interleaved`: the batch
+    goes into k = ceil(n / chunk) chunks, chunk i taking samples i, i + k, i + 2k, ..., so each chunk mixes
+    the batch's kinds of sample in its proportions. `chunk` 0, or not less than the batch: one call."""
+    n = len(inputs[0])
+    if not chunk or n <= chunk:
         return model(*inputs)
-    outputs = [model(*part) for part in zip(*(tensor.split(chunk) for tensor in inputs))]
-    return {task: torch.cat([output[task] for output in outputs]) for task in outputs[0]}
+    if not interleaved:
+        outputs = [model(*part) for part in zip(*(tensor.split(chunk) for tensor in inputs))]
+        return {task: torch.cat([output[task] for output in outputs]) for task in outputs[0]}
+    k = -(-n // chunk)
+    rows = [torch.arange(i, n, k, device=inputs[0].device) for i in range(k)]
+    outputs = [model(*[tensor[row] for tensor in inputs]) for row in rows]
+    back = torch.argsort(torch.cat(rows))
+    return {task: torch.cat([output[task] for output in outputs])[back] for task in outputs[0]}
+
+
+def check_distributed(config: TrainConfig) -> None:
+    """Refuse, with a one-line ValueError, the options that torchrun's DDP does not take, when
+    torch.distributed is initialised: DDP takes one forward pass per backward, so no `bn_batch` chunks (each
+    process's share of the batch is its batch norm's batch already)."""
+    if dist.is_initialized() and config.bn_batch:
+        raise ValueError(f"train.bn_batch {config.bn_batch} under torchrun: not supported (each process's "
+                         "share of the batch is its batch norm's batch already); set it to 0")
 
 
 def _to(batch: dict, device: torch.device) -> Batch:
@@ -230,7 +254,8 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
         group["lr"] = learning_rate(step, config)
     seen = student_input(batch, generator) if student_input else batch
     with autocast(device):
-        outputs = forward_in_chunks(model, [seen[name] for name in config.inputs], config.bn_batch)
+        outputs = forward_in_chunks(model, [seen[name] for name in config.inputs], config.bn_batch,
+                                    config.bn_chunks == "interleaved")
         supervised = supervised_losses(outputs, batch, au_weight, config.va_mse)
         terms = {f"supervised/{task}": loss for task, loss in supervised.items()}
         loss = sum(terms.values())
@@ -293,6 +318,7 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
     weights and clips in channels-last 3D memory format, `compile` runs the student's step through
     `torch.compile` (a compile of a minute or so at the start).
     """
+    check_distributed(config)
     device = torch.device(device)
     rank = _rank()
     student.to(device).train()
@@ -310,9 +336,6 @@ def fit(student: nn.Module, batches: Callable[[int], Iterable[dict]], config: Tr
             on_log(step, metrics)
     model = student
     if dist.is_initialized():
-        if config.bn_batch:
-            raise ValueError(f"train.bn_batch {config.bn_batch} under torchrun: not supported (each process's "
-                             "share of the batch is its batch norm's batch already); set it to 0")
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
     if compile:

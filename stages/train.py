@@ -18,7 +18,7 @@ from affect.losses import au_pos_weight
 from affect.mean_teacher import clip_augment, clip_brightness
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
-from affect.train import TrainConfig, clip_batches, fit, validation
+from affect.train import TrainConfig, check_distributed, clip_batches, fit, validation
 from affect.tsav import TSAV, init_model, save_model
 from stages import load_params
 
@@ -34,12 +34,17 @@ def main() -> None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
 
+    try:
+        config = TrainConfig(**{f.name: train[f.name] for f in dataclasses.fields(TrainConfig) if f.name in train})
+        check_distributed(config)
+    except ValueError as error:
+        raise SystemExit(f"params.yaml: {error}") from None
+
     train_set = ClipDataset.from_partition(layout, "train", **loader_options(params))
     val_set = ClipDataset.from_partition(layout, "val", **loader_options(params))
     record = model_record(params, data_fingerprint(layout))
-    config = TrainConfig(**{f.name: train[f.name] for f in dataclasses.fields(TrainConfig) if f.name in train},
-                         au_pos_weight=au_pos_weight(train_set.labels["au"], train["au_balance"]),
-                         data=record_fingerprint(record))
+    config = dataclasses.replace(config, au_pos_weight=au_pos_weight(train_set.labels["au"], train["au_balance"]),
+                                 data=record_fingerprint(record))
     labelled_fraction = train["labelled_fraction"] if config.method == "mean_teacher" else 1.0
 
     torch.manual_seed(config.seed)

@@ -153,6 +153,10 @@ def test_bn_batch_normalises_each_chunk_by_its_own_statistics():
     assert torch.equal(chunked, torch.cat([model(pixels[:8])["expr"], model(pixels[8:])["expr"]]))
     assert not torch.allclose(chunked, model(pixels)["expr"], atol=1e-3)
     assert torch.equal(forward_in_chunks(model, [pixels], 16)["expr"], model(pixels)["expr"])
+    interleaved = forward_in_chunks(model, [pixels], 6, interleaved=True)["expr"]  # 3 chunks of 6, 5 and 5
+    for i in range(3):
+        assert torch.equal(interleaved[i::3], model(pixels[i::3])["expr"])
+    assert not torch.allclose(interleaved, chunked, atol=1e-3)
 
     def teacher_bytes(bn_batch: int) -> bytes:
         _, teacher, _ = train_digits("supervised", 0, 20, bn_batch=bn_batch, eval_every=1000, checkpoint_every=1000)
@@ -162,6 +166,8 @@ def test_bn_batch_normalises_each_chunk_by_its_own_statistics():
     assert teacher_bytes(32) != teacher_bytes(0)
     with pytest.raises(ValueError, match="train.bn_batch -1"):
         TrainConfig(bn_batch=-1)
+    with pytest.raises(ValueError, match="train.bn_chunks 'strided'"):
+        TrainConfig(bn_chunks="strided")
 
 
 def test_train_config_defaults_are_params_yaml():
@@ -303,6 +309,22 @@ def check_train_stage(data: Path, project: Path) -> None:
         criteria = validation(sides["val"], ("clip", "mel"), batch_size=params["train"]["batch_size"])(model)
         assert criteria == pytest.approx(metrics["val"][name], abs=1e-6)
         assert set(criteria) == set(trivial) | {"mean"}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("bn_chunks", "strided", "params.yaml: train.bn_chunks 'strided': expected one of ('consecutive', 'interleaved')"),
+    ("method", "teacher", "params.yaml: train.method 'teacher': expected one of ('mean_teacher', 'supervised')"),
+])
+def test_train_stage_refuses_a_bad_param_in_one_line(tmp_path, key, value, message):
+    """A bad `train` value stops the stage with one line naming params.yaml, the key and what it expects, no
+    traceback, before it reads any data (the project here has none) or writes anything."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=tmp_path, capture_output=True, text=True,
+                            env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip() == message, result.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["params.yaml"]
 
 
 @pytest.mark.slow
