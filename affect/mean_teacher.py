@@ -1,17 +1,20 @@
 """The Mean Teacher's parts: the EMA teacher, its input noise, the consistency weight (docs/method.md, "Mean Teacher").
 
 BatchNorm: the teacher's batch-norm buffers are the EMA of the student's buffers, like its weights, and the
-teacher always runs in eval mode. So the teacher is a pure function of its averaged state: its targets for a
-sample do not depend on the rest of the batch, and the model that makes the training targets is exactly the
-model that is evaluated. (The reference implementation instead keeps the teacher in train mode, so its
-statistics come from its own forward passes.)
+teacher runs in eval mode. So by default the teacher is a pure function of its averaged state: its targets for
+a sample do not depend on the rest of the batch, and the model that makes the training targets is exactly the
+model that is evaluated. The reference implementation instead keeps the teacher in train mode, so its targets
+are normalised by the statistics of the batch they are made for, as the student's outputs are:
+`batch_statistics` gives that for one forward pass, without touching the running statistics that evaluation
+uses (`train.teacher_bn: batch`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -24,6 +27,21 @@ def make_teacher(student: nn.Module) -> nn.Module:
     teacher = copy.deepcopy(student).eval()
     teacher.requires_grad_(False)
     return teacher
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` with every batch-norm layer normalising by the statistics of the batch it is given, inside the
+    block; the layers' running statistics are neither used nor updated, and their modes come back after."""
+    layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    before = [(layer.training, layer.track_running_stats) for layer in layers]
+    for layer in layers:
+        layer.training, layer.track_running_stats = True, False
+    try:
+        yield model
+    finally:
+        for layer, (training, track) in zip(layers, before):
+            layer.training, layer.track_running_stats = training, track
 
 
 def ema_eta(step: int, eta: float) -> float:

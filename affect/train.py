@@ -8,10 +8,10 @@ those of `affect.losses` for every task it returns. The same engine trains TSAV 
 small MLP in the tests.
 
 One step: the student's supervised losses on the samples labelled for each task; with `mean_teacher`, the
-teacher (EMA of the student, eval mode, `affect.mean_teacher`) sees the same batch through `teacher_input`
-(random brightness for clips) and, per task, the student learns the teacher's targets on the samples flagged
-unlabelled for that task (never on a pair that merely lacks a label, such as one held out for validation):
-L = L_s + w(t) L_c. Adam, then the EMA update with the global step. With `supervised`
+teacher (EMA of the student, eval mode or batch statistics: `teacher_bn`, `affect.mean_teacher`) sees the same
+batch through `teacher_input` (random brightness for clips) and, per task, the student learns the teacher's
+targets on the samples flagged unlabelled for that task (never on a pair that merely lacks a label, such as one
+held out for validation): L = L_s + w(t) L_c. Adam, then the EMA update with the global step. With `supervised`
 the same loop runs without the teacher's forward pass and consistency loss; the EMA teacher is still kept
 (it costs one parameter average per step) so both methods write the same outputs.
 
@@ -49,7 +49,7 @@ from tqdm import tqdm
 from affect.data import ClipDataset, MixedBatchSampler
 from affect.exact import torch_threads
 from affect.losses import CONSISTENCY_LOSSES, CONSISTENCY_ON, consistency_losses, supervised_losses
-from affect.mean_teacher import consistency_weight, ema_update, make_teacher
+from affect.mean_teacher import batch_statistics, consistency_weight, ema_update, make_teacher
 from affect.metrics import evaluate_predictions
 from affect.pipeline import autocast, flatten, infer
 from affect.schema import TASKS
@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 METHODS = ("mean_teacher", "supervised")
 BN_CHUNKS = ("consecutive", "interleaved")
+TEACHER_BN = ("running", "batch")
+FIELD_TYPES = {"int": (int, "an integer"), "float": ((int, float), "a number"), "str": (str, "a string")}  # bool: no
 CHECKPOINT = "last.pt"
 
 Batch = dict[str, torch.Tensor]
@@ -91,11 +93,21 @@ class TrainConfig:
     bn_batch: int = 0                # student batch norm's statistics over chunks of this many samples (0: batch)
     bn_chunks: str = "consecutive"   # consecutive: the batch cut in order (labelled first) | interleaved: every
                                      # k-th sample, so each chunk mixes labelled and unlabelled as the batch does
+    teacher_bn: str = "running"      # the teacher's batch norm when it makes targets: running (its EMA statistics,
+                                     # as evaluated) | batch (the batch's, in the student's chunks; reference code)
     inputs: tuple[str, ...] = ("clip", "mel")  # batch keys passed to the model, in order
     data: str = ""                   # fingerprint of the data and everything else the run depends on (the model
                                      # record's): a checkpoint resumes only for the same
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):  # field.type: the annotation's text (from __future__ annotations)
+            types, kind = FIELD_TYPES.get(field.type, (object, None))
+            value = getattr(self, field.name)
+            if kind and (isinstance(value, bool) or not isinstance(value, types)):
+                raise ValueError(f"train.{field.name} {value!r}: expected {kind}")
+        if not isinstance(self.consistency_tasks, (list, tuple)):
+            raise ValueError(f"train.consistency_tasks {self.consistency_tasks!r}: expected a list of {list(TASKS)}")
+        object.__setattr__(self, "consistency_tasks", tuple(self.consistency_tasks))  # params.yaml gives a list
         if self.method not in METHODS:
             raise ValueError(f"train.method {self.method!r}: expected one of {METHODS}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -106,7 +118,6 @@ class TrainConfig:
             raise ValueError(f"train.consistency_loss {self.consistency_loss!r}: expected one of {CONSISTENCY_LOSSES}")
         if self.consistency_on not in CONSISTENCY_ON:
             raise ValueError(f"train.consistency_on {self.consistency_on!r}: expected one of {CONSISTENCY_ON}")
-        object.__setattr__(self, "consistency_tasks", tuple(self.consistency_tasks))  # params.yaml gives a list
         if not self.consistency_tasks or not set(self.consistency_tasks) <= set(TASKS) \
                 or len(set(self.consistency_tasks)) < len(self.consistency_tasks):
             raise ValueError(f"train.consistency_tasks {list(self.consistency_tasks)}: expected one or more of "
@@ -115,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"train.bn_batch {self.bn_batch}: expected 0 (the whole batch) or a chunk size")
         if self.bn_chunks not in BN_CHUNKS:
             raise ValueError(f"train.bn_chunks {self.bn_chunks!r}: expected one of {BN_CHUNKS}")
+        if self.teacher_bn not in TEACHER_BN:
+            raise ValueError(f"train.teacher_bn {self.teacher_bn!r}: expected one of {TEACHER_BN}")
         if not 0.0 <= self.consistency_confidence < 1.0:
             raise ValueError(f"train.consistency_confidence {self.consistency_confidence}: expected a probability "
                              "in [0, 1)")
@@ -149,11 +162,8 @@ def forward_in_chunks(model: nn.Module, inputs: list[torch.Tensor], chunk: int,
     n = len(inputs[0])
     if not chunk or n <= chunk:
         return model(*inputs)
-    if not interleaved:
-        outputs = [model(*part) for part in zip(*(tensor.split(chunk) for tensor in inputs))]
-        return {task: torch.cat([output[task] for output in outputs]) for task in outputs[0]}
-    k = -(-n // chunk)
-    rows = [torch.arange(i, n, k, device=inputs[0].device) for i in range(k)]
+    order = torch.arange(n, device=inputs[0].device)
+    rows = [order[i::-(-n // chunk)] for i in range(-(-n // chunk))] if interleaved else order.split(chunk)
     outputs = [model(*[tensor[row] for tensor in inputs]) for row in rows]
     back = torch.argsort(torch.cat(rows))
     return {task: torch.cat([output[task] for output in outputs])[back] for task in outputs[0]}
@@ -262,7 +272,12 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
         if config.method == "mean_teacher":
             noisy = teacher_input(batch, generator) if teacher_input else batch
             with torch.no_grad():
-                targets = teacher(*[noisy[name] for name in config.inputs])
+                if config.teacher_bn == "batch":
+                    with batch_statistics(teacher):
+                        targets = forward_in_chunks(teacher, [noisy[name] for name in config.inputs],
+                                                    config.bn_batch, config.bn_chunks == "interleaved")
+                else:
+                    targets = teacher(*[noisy[name] for name in config.inputs])
             consistency = consistency_losses(outputs, targets, batch, config.consistency_targets,
                                              config.consistency_confidence, config.consistency_loss,
                                              config.consistency_on, config.consistency_tasks)

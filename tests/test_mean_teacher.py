@@ -1,5 +1,6 @@
 """The EMA teacher with a global step, its batch-norm handling, its input noise and the consistency weight."""
 
+import copy
 import math
 
 import pytest
@@ -7,8 +8,8 @@ import torch
 from torch import nn
 
 from affect.data import CLIP_MEAN, CLIP_STD
-from affect.mean_teacher import (brighten, clip_augment, consistency_weight, ema_eta, ema_update, flip_shift, make_teacher,
-                                 silence)
+from affect.mean_teacher import (batch_statistics, brighten, clip_augment, consistency_weight, ema_eta, ema_update,
+                                 flip_shift, make_teacher, silence)
 from affect.train import TrainConfig, fit, learning_rate
 
 
@@ -116,6 +117,30 @@ def test_teacher_forward_leaves_its_batch_norm_buffers_alone():
     with torch.no_grad():
         teacher(torch.randn(16, 5) * 4 + 2)
     assert all(torch.equal(before[key], value) for key, value in state(teacher).items())
+
+
+def test_batch_statistics_normalise_by_the_batch_and_leave_the_buffers_alone():
+    """`train.teacher_bn: batch`: inside `batch_statistics` the eval-mode teacher's outputs are those of a
+    train-mode copy (the batch's own statistics), not its eval outputs; its buffers stay as they were and its
+    modes come back after the block, an exception included."""
+    torch.manual_seed(0)
+    student = Tiny()
+    with torch.no_grad():
+        student(torch.randn(32, 5))  # running statistics other than the initial 0 and 1
+    teacher, x = make_teacher(student), torch.randn(16, 5) * 4 + 2
+    before, train_mode = state(teacher), copy.deepcopy(teacher).train()
+    with torch.no_grad():
+        evaluated = teacher(x)["expr"]
+        with batch_statistics(teacher):
+            batch = teacher(x)["expr"]
+        assert torch.equal(batch, train_mode(x)["expr"])
+        assert not torch.allclose(batch, evaluated, atol=1e-3)
+        assert all(torch.equal(before[key], value) for key, value in state(teacher).items())
+        assert torch.equal(teacher(x)["expr"], evaluated)
+        with pytest.raises(RuntimeError), batch_statistics(teacher):
+            raise RuntimeError
+    assert not any(module.training for module in teacher.modules())
+    assert teacher.hidden[1].track_running_stats
 
 
 def test_brightness_changes_rgb_only_and_keeps_black_black():

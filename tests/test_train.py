@@ -170,6 +170,22 @@ def test_bn_batch_normalises_each_chunk_by_its_own_statistics():
         TrainConfig(bn_chunks="strided")
 
 
+def test_teacher_bn_batch_changes_the_mean_teachers_targets_only():
+    """`train.teacher_bn: batch` (the teacher's batch norm on the batch's statistics when it makes targets)
+    changes a Mean Teacher run's weights and leaves a supervised run, which asks the teacher for no targets,
+    as it was; a value other than running or batch is refused."""
+    def weights(method: str, teacher_bn: str) -> bytes:
+        student, teacher, _ = train_digits(method, 0, 20, teacher_bn=teacher_bn, eval_every=1000,
+                                           checkpoint_every=1000)
+        states = [value for model in (student, teacher) for value in model.state_dict().values()]
+        return b"".join(value.numpy().tobytes() for value in states)
+
+    assert weights("mean_teacher", "batch") != weights("mean_teacher", "running")
+    assert weights("supervised", "batch") == weights("supervised", "running")
+    with pytest.raises(ValueError, match="train.teacher_bn 'train'"):
+        TrainConfig(teacher_bn="train")
+
+
 def test_train_config_defaults_are_params_yaml():
     """TrainConfig's defaults are the `train` group of params.yaml, so a test or a script that leaves a field
     out trains as the pipeline does."""
@@ -314,6 +330,8 @@ def check_train_stage(data: Path, project: Path) -> None:
 @pytest.mark.parametrize("key, value, message", [
     ("bn_chunks", "strided", "params.yaml: train.bn_chunks 'strided': expected one of ('consecutive', 'interleaved')"),
     ("method", "teacher", "params.yaml: train.method 'teacher': expected one of ('mean_teacher', 'supervised')"),
+    ("bn_batch", "abc", "params.yaml: train.bn_batch 'abc': expected an integer"),
+    ("lr", "1e-3", "params.yaml: train.lr '1e-3': expected a number"),
 ])
 def test_train_stage_refuses_a_bad_param_in_one_line(tmp_path, key, value, message):
     """A bad `train` value stops the stage with one line naming params.yaml, the key and what it expects, no
