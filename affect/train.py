@@ -162,8 +162,8 @@ def forward_in_chunks(model: nn.Module, inputs: list[torch.Tensor], chunk: int,
     n = len(inputs[0])
     if not chunk or n <= chunk:
         return model(*inputs)
-    order = torch.arange(n, device=inputs[0].device)
-    rows = [order[i::-(-n // chunk)] for i in range(-(-n // chunk))] if interleaved else order.split(chunk)
+    order, k = torch.arange(n, device=inputs[0].device), -(-n // chunk)
+    rows = [order[i::k] for i in range(k)] if interleaved else order.split(chunk)
     outputs = [model(*[tensor[row] for tensor in inputs]) for row in rows]
     back = torch.argsort(torch.cat(rows))
     return {task: torch.cat([output[task] for output in outputs])[back] for task in outputs[0]}
