@@ -37,6 +37,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,44 @@ FIELD_TYPES = {"int": (int, "an integer"), "float": ((int, float), "a number"), 
 CHECKPOINT = "last.pt"
 
 Batch = dict[str, torch.Tensor]
+
+
+def check_types(config) -> None:
+    """Raise a one-line ValueError naming the first int, float or str field of the dataclass instance `config`
+    whose value has another type (a bool is no integer; an integer is a number): params.yaml's values arrive
+    as YAML parsed them, and an unquoted 1e-3 is a string there."""
+    for field in dataclasses.fields(config):  # field.type: the annotation's text (from __future__ annotations)
+        types, kind = FIELD_TYPES.get(field.type, (object, None))
+        value = getattr(config, field.name)
+        if kind and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ValueError(f"train.{field.name} {value!r}: expected {kind}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the `train` stage draws each step's batch from the data and what it gives each model to see: the
+    rest of params.yaml's `train` group (TrainConfig holds what `fit` does); the defaults are params.yaml's."""
+
+    batch_size: int = 16             # samples per step, all processes together
+    labelled_fraction: float = 0.5   # mean_teacher: share of each batch labelled for at least one task
+    brightness: float = 0.2          # teacher input noise: brightness factor uniform in [1-b, 1+b]
+    flip: float = 0.5                # student: probability of a horizontal mirror of the clip
+    shift: int = 4                   # student: random translation of the clip, up to this many pixels
+    augment_brightness: float = 0.0  # student: brightness factor uniform in [1-b, 1+b]
+    mel_dropout: float = 0.5         # student: probability of a silent mel per sample
+    au_balance: float = 0.5          # AU loss: positives weighted by (negatives / positives) ** this
+    workers: int = 0                 # DataLoader worker processes
+
+    def __post_init__(self):
+        check_types(self)
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size {self.batch_size}: expected at least 1")
+        for name in ("labelled_fraction", "brightness", "flip", "augment_brightness", "mel_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"train.{name} {getattr(self, name)}: expected a number in [0, 1]")
+        for name in ("shift", "au_balance", "workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} {getattr(self, name)}: expected 0 or more")
 
 
 @dataclass(frozen=True)
@@ -100,11 +139,7 @@ class TrainConfig:
                                      # record's): a checkpoint resumes only for the same
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):  # field.type: the annotation's text (from __future__ annotations)
-            types, kind = FIELD_TYPES.get(field.type, (object, None))
-            value = getattr(self, field.name)
-            if kind and (isinstance(value, bool) or not isinstance(value, types)):
-                raise ValueError(f"train.{field.name} {value!r}: expected {kind}")
+        check_types(self)
         if not isinstance(self.consistency_tasks, (list, tuple)):
             raise ValueError(f"train.consistency_tasks {self.consistency_tasks!r}: expected a list of {list(TASKS)}")
         object.__setattr__(self, "consistency_tasks", tuple(self.consistency_tasks))  # params.yaml gives a list
@@ -263,21 +298,18 @@ def train_step(model: nn.Module, teacher: nn.Module, optimizer: torch.optim.Opti
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
     seen = student_input(batch, generator) if student_input else batch
+    interleaved = config.bn_chunks == "interleaved"
     with autocast(device):
-        outputs = forward_in_chunks(model, [seen[name] for name in config.inputs], config.bn_batch,
-                                    config.bn_chunks == "interleaved")
+        outputs = forward_in_chunks(model, [seen[name] for name in config.inputs], config.bn_batch, interleaved)
         supervised = supervised_losses(outputs, batch, au_weight, config.va_mse)
         terms = {f"supervised/{task}": loss for task, loss in supervised.items()}
         loss = sum(terms.values())
         if config.method == "mean_teacher":
             noisy = teacher_input(batch, generator) if teacher_input else batch
-            with torch.no_grad():
-                if config.teacher_bn == "batch":
-                    with batch_statistics(teacher):
-                        targets = forward_in_chunks(teacher, [noisy[name] for name in config.inputs],
-                                                    config.bn_batch, config.bn_chunks == "interleaved")
-                else:
-                    targets = teacher(*[noisy[name] for name in config.inputs])
+            on_batch = config.teacher_bn == "batch"  # else running statistics, in one pass (chunk 0)
+            with torch.no_grad(), (batch_statistics(teacher) if on_batch else nullcontext()):
+                targets = forward_in_chunks(teacher, [noisy[name] for name in config.inputs],
+                                            config.bn_batch if on_batch else 0, interleaved)
             consistency = consistency_losses(outputs, targets, batch, config.consistency_targets,
                                              config.consistency_confidence, config.consistency_loss,
                                              config.consistency_on, config.consistency_tasks)

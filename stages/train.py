@@ -18,7 +18,7 @@ from affect.losses import au_pos_weight
 from affect.mean_teacher import clip_augment, clip_brightness
 from affect.pipeline import data_fingerprint, loader_options, model_record, record_fingerprint
 from affect.schema import Layout
-from affect.train import TrainConfig, check_distributed, clip_batches, fit, validation
+from affect.train import DataConfig, TrainConfig, check_distributed, clip_batches, fit, validation
 from affect.tsav import TSAV, init_model, save_model
 from stages import load_params
 
@@ -36,6 +36,7 @@ def main() -> None:
 
     try:
         config = TrainConfig(**{f.name: train[f.name] for f in dataclasses.fields(TrainConfig) if f.name in train})
+        data = DataConfig(**{f.name: train[f.name] for f in dataclasses.fields(DataConfig) if f.name in train})
         check_distributed(config)
     except ValueError as error:
         raise SystemExit(f"params.yaml: {error}") from None
@@ -43,16 +44,16 @@ def main() -> None:
     train_set = ClipDataset.from_partition(layout, "train", **loader_options(params))
     val_set = ClipDataset.from_partition(layout, "val", **loader_options(params))
     record = model_record(params, data_fingerprint(layout))
-    config = dataclasses.replace(config, au_pos_weight=au_pos_weight(train_set.labels["au"], train["au_balance"]),
+    config = dataclasses.replace(config, au_pos_weight=au_pos_weight(train_set.labels["au"], data.au_balance),
                                  data=record_fingerprint(record))
-    labelled_fraction = train["labelled_fraction"] if config.method == "mean_teacher" else 1.0
+    labelled_fraction = data.labelled_fraction if config.method == "mean_teacher" else 1.0
 
     torch.manual_seed(config.seed)
     student = TSAV(width=params["model"]["width"], n_mels=params["audio"]["n_mels"])
     init_model(student, params["model"]["init"])
-    batches = clip_batches(train_set, train["batch_size"], labelled_fraction, config.seed, config.steps,
-                           workers=train["workers"], rank=rank, world_size=world_size)
-    validate = validation(val_set, config.inputs, device, batch_size=train["batch_size"], workers=train["workers"])
+    batches = clip_batches(train_set, data.batch_size, labelled_fraction, config.seed, config.steps,
+                           workers=data.workers, rank=rank, world_size=world_size)
+    validate = validation(val_set, config.inputs, device, batch_size=data.batch_size, workers=data.workers)
     live = Live("dvclive", save_dvc_exp=False, dvcyaml=None) if rank == 0 else None
 
     def log_to_dvclive(step: int, metrics: dict[str, float]) -> None:
@@ -61,10 +62,9 @@ def main() -> None:
             live.log_metric(name, value)
         live.next_step()
 
-    augmented = train["flip"] or train["shift"] or train["augment_brightness"] or train["mel_dropout"]
-    augment = clip_augment(train["flip"], train["shift"], train["augment_brightness"], train["mel_dropout"],
-                           train_set.silent_mel)
-    student, teacher = fit(student, batches, config, teacher_input=clip_brightness(train["brightness"]),
+    augmented = data.flip or data.shift or data.augment_brightness or data.mel_dropout
+    augment = clip_augment(data.flip, data.shift, data.augment_brightness, data.mel_dropout, train_set.silent_mel)
+    student, teacher = fit(student, batches, config, teacher_input=clip_brightness(data.brightness),
                            student_input=augment if augmented else None,
                            validate=validate, on_log=log_to_dvclive if live else None,
                            checkpoint_dir=layout.checkpoints, device=device, record=record,

@@ -27,9 +27,10 @@ from affect.data import ClipDataset, MixedBatchSampler
 from affect.evaluate import trivial_predictions
 from affect.metrics import evaluate_predictions
 from affect.losses import supervised_losses
+from affect.mean_teacher import make_teacher
 from affect.pipeline import infer, loader_options
 from affect.schema import TASKS, Layout
-from affect.train import TrainConfig, fit, forward_in_chunks, validation
+from affect.train import BN_CHUNKS, DataConfig, TrainConfig, fit, forward_in_chunks, train_step, validation
 from affect.tsav import TSAV, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,13 +187,50 @@ def test_teacher_bn_batch_changes_the_mean_teachers_targets_only():
         TrainConfig(teacher_bn="train")
 
 
+@pytest.mark.parametrize("bn_chunks", BN_CHUNKS)
+def test_teacher_bn_batch_makes_targets_in_the_students_chunks(bn_chunks):
+    """With `teacher_bn: batch` the teacher makes its targets on exactly the chunks of samples the student's
+    batch norm sees (a batch of 16 in chunks of 6: rows 0-5, 6-11, 12-15 consecutive, or every third row
+    interleaved); with running statistics, in one pass of the whole batch."""
+    torch.manual_seed(0)
+    student = DigitsMLP()
+    teacher = make_teacher(student)
+    rows = {"student": [], "teacher": []}
+    for name, model in (("student", student), ("teacher", teacher)):
+        model.register_forward_pre_hook(lambda _, inputs, name=name: rows[name].append(inputs[0][:, 0].int().tolist()))
+    unlabelled = torch.zeros(16, len(TASKS), dtype=torch.bool)
+    unlabelled[8:, TASKS.index("expr")] = True
+    batch = {"pixels": torch.arange(16.0).repeat_interleave(64).view(16, 64),  # row i: every pixel i
+             "expr": torch.tensor([0] * 8 + [-1] * 8), "unlabelled": unlabelled}
+
+    def chunks(teacher_bn: str) -> dict[str, list[list[int]]]:
+        config = TrainConfig(inputs=("pixels",), bn_batch=6, bn_chunks=bn_chunks, teacher_bn=teacher_bn)
+        for seen in rows.values():
+            seen.clear()
+        train_step(student, teacher, torch.optim.Adam(student.parameters()), batch, 0, config, None,
+                   torch.device("cpu"), 0)
+        return {name: list(seen) for name, seen in rows.items()}
+
+    on_batch = chunks("batch")
+    expected = [list(range(i, 16, 3)) for i in range(3)] if bn_chunks == "interleaved" else \
+        [list(range(0, 6)), list(range(6, 12)), list(range(12, 16))]
+    assert on_batch == {"student": expected, "teacher": expected}
+    assert chunks("running") == {"student": expected, "teacher": [list(range(16))]}
+
+
 def test_train_config_defaults_are_params_yaml():
-    """TrainConfig's defaults are the `train` group of params.yaml, so a test or a script that leaves a field
-    out trains as the pipeline does."""
+    """TrainConfig's and DataConfig's defaults are the `train` group of params.yaml, so a test or a script that
+    leaves a field out trains as the pipeline does; every key of the group is a field of exactly one of them,
+    so every key is type-checked."""
     train = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    data_fields = {f.name: f.default for f in dataclasses.fields(DataConfig)}
+    assert not set(fields) & set(data_fields)
+    assert set(train) <= set(fields) | set(data_fields), set(train) - set(fields) - set(data_fields)
+    assert set(data_fields) <= set(train)
+    fields |= data_fields
     shared = set(fields) & set(train)
-    assert shared >= {"method", "seed", "steps", "lr", "ema", "eval_every", "checkpoint_every"}
+    assert shared >= {"method", "seed", "steps", "lr", "ema", "eval_every", "checkpoint_every", "batch_size"}
     yaml_values = {name: tuple(value) if isinstance(value, list) else value for name, value in train.items()}
     assert {name: fields[name] for name in shared} == {name: yaml_values[name] for name in shared}
 
@@ -332,6 +370,8 @@ def check_train_stage(data: Path, project: Path) -> None:
     ("method", "teacher", "params.yaml: train.method 'teacher': expected one of ('mean_teacher', 'supervised')"),
     ("bn_batch", "abc", "params.yaml: train.bn_batch 'abc': expected an integer"),
     ("lr", "1e-3", "params.yaml: train.lr '1e-3': expected a number"),
+    ("batch_size", "abc", "params.yaml: train.batch_size 'abc': expected an integer"),
+    ("flip", 2, "params.yaml: train.flip 2: expected a number in [0, 1]"),
 ])
 def test_train_stage_refuses_a_bad_param_in_one_line(tmp_path, key, value, message):
     """A bad `train` value stops the stage with one line naming params.yaml, the key and what it expects, no
