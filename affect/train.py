@@ -107,7 +107,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What `fit` does; the defaults are params.yaml's `train` group (tests/test_train.py checks)."""
+    """What `fit` does: the keys of params.yaml's `train` group that DataConfig does not hold, with their defaults
+    (tests/test_train.py checks), and the AU loss's weights, which the stage computes from the training labels."""
 
     method: str = "mean_teacher"     # mean_teacher | supervised
     seed: int = 0
