@@ -390,7 +390,7 @@ def test_train_stage_on_the_demo(demo_pipeline, tmp_path):
     No claim against the trivial predictors on the validation side: until 2026-12-04 the student beat them on
     VA and on the mean criterion, and re-encoding the demo with x264's processor-independent code (a change
     at the level of compression noise) turned its VA from above the trivial 0 to -0.096, so one 120-step run
-    does not carry that claim (README, "Is the demo a yardstick yet?"). The run keeps the sound for every
+    does not carry that claim (docs/results.md, "Is the demo a yardstick?"). The run keeps the sound for every
     sample (`train.mel_dropout` 0): in 120 steps the demo's VA is learned from the voice first, and with half
     of the samples silent (the default, for the 2,000-step run) the training VA loss was no lower than an
     untrained model's (1.035 against 0.975)."""
