@@ -59,7 +59,9 @@ def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
 
     panels = [("train/supervised/expr", "expression loss, training side (supervised)")] + [
         (f"val/teacher/{task}", f"{label}, teacher, validation side") for task, label in TASKS.items()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    columns = min(3, len(names))             # the legend, under the panels: names are long
+    legend_rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6 + 0.25 * legend_rows))
     for k, name in enumerate(names):
         ref = experiment_ref(name)
         for ax, (metric, _) in zip(axes, panels):
@@ -73,8 +75,8 @@ def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("loss / criterion")
-    axes[-1].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.25 * legend_rows / fig.get_figheight(), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)

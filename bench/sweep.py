@@ -313,12 +313,13 @@ def plot(results: dict, path: str | Path) -> None:
         ax.set_xlabel("share of training videos with labels (log)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("criterion on the validation side")
-    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panels, hiding none
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),   # beside the panels, hiding none,
+                    ncol=-(-len(methods) // 12))                                 # 12 a column: the figure's height
     fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side); "
                  "solid: the model each method yields, dotted: its other model")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
