@@ -59,9 +59,7 @@ def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
 
     panels = [("train/supervised/expr", "expression loss, training side (supervised)")] + [
         (f"val/teacher/{task}", f"{label}, teacher, validation side") for task, label in TASKS.items()]
-    columns = min(3, len(names))             # the legend, under the panels: names are long
-    legend_rows = -(-len(names) // columns)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6 + 0.25 * legend_rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.2), layout="constrained")
     for k, name in enumerate(names):
         ref = experiment_ref(name)
         for ax, (metric, _) in zip(axes, panels):
@@ -75,8 +73,8 @@ def compare(names: list[str], out: Path, dvclive: str = "dvclive") -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("loss / criterion")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.25 * legend_rows / fig.get_figheight(), 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(3, len(names)),
+               fontsize=8, frameon=False)      # under the panels: experiment names are long
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
