@@ -84,7 +84,7 @@ class DataConfig:
     rest of params.yaml's `train` group (TrainConfig holds what `fit` does); the defaults are params.yaml's."""
 
     batch_size: int = 16             # samples per step, all processes together
-    labelled_fraction: float = 0.5   # mean_teacher: share of each batch labelled for at least one task
+    labelled_fraction: float = 0.75  # mean_teacher: share of each batch labelled for at least one task
     brightness: float = 0.2          # teacher input noise: brightness factor uniform in [1-b, 1+b]
     flip: float = 0.5                # student: probability of a horizontal mirror of the clip
     shift: int = 4                   # student: random translation of the clip, up to this many pixels
