@@ -272,6 +272,18 @@ def tables(rows: list[dict], baselines: tuple[str, ...] = ("supervised",), resul
     return "\n\n".join([table(results), *(paired_table(paired(rows, baseline), baseline) for baseline in baselines)])
 
 
+def method_looks(methods: list[str]) -> dict[str, tuple[tuple[float, float, float], str]]:
+    """Each method's colour (RGB in [0, 1]) and marker in the plot, in the order given: tab10's colours for up
+    to 10 methods, tab20's beyond; past 20 a colour comes back with the next marker, so no two methods share
+    both (up to 80)."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab10" if len(methods) <= 10 else "tab20"].colors
+    markers = "os^D"
+    return {method: (colours[k % len(colours)], markers[k // len(colours) % len(markers)])
+            for k, method in enumerate(methods)}
+
+
 def plot(results: dict, path: str | Path) -> None:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis.
@@ -285,9 +297,9 @@ def plot(results: dict, path: str | Path) -> None:
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
     methods = sorted({m for m, _, _ in results if APART not in m}, key=_method_order)
-    colours = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20").colors
+    looks = method_looks(methods)
     main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
-    styles = {(method, model): (colours[k % len(colours)], "-" if model == main_model[method] else ":", k)
+    styles = {(method, model): (looks[method][0], "-" if model == main_model[method] else ":", k, looks[method][1])
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
     step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods' x positions spread over a factor 1.2 around f
     fig, axes = plt.subplots(1, 4, figsize=(19, 4), sharex=True)
@@ -300,7 +312,7 @@ def plot(results: dict, path: str | Path) -> None:
             x = [f * step ** (style[2] - (len(methods) - 1) / 2) for f, _ in points]  # side by side (log axis)
             mean = [np.mean(v) for _, v in points]
             solid = style[1] == "-"
-            ax.plot(x, mean, linestyle=style[1], color=style[0], marker="o" if solid else ".",
+            ax.plot(x, mean, linestyle=style[1], color=style[0], marker=style[3] if solid else ".",
                     label=f"{method} ({model})" if solid else "_nolegend_")
             ax.vlines(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.5)
             ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.12)

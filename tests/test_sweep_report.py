@@ -176,3 +176,12 @@ def test_a_variant_can_be_the_baseline_of_a_paired_table():
     with pytest.raises(sweep.UnknownBaseline,
                        match="--baseline mean_teacher/b32: .*mean_teacher/b32_all, mean_teacher/b32_w0"):
         sweep.tables(rows, ("mean_teacher/b32",))
+
+
+@pytest.mark.parametrize("count", [3, 10, 11, 20, 21, 24])
+def test_no_two_methods_of_the_plot_look_alike(count):
+    methods = [f"mean_teacher/v{k}" for k in range(count)]
+    looks = sweep.method_looks(methods)
+    assert list(looks) == methods
+    assert len(set(looks.values())) == count
+    assert {marker for _, marker in looks.values()} == ({"o"} if count <= 20 else {"o", "s"})
