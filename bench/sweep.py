@@ -302,7 +302,8 @@ def plot(results: dict, path: str | Path) -> None:
     styles = {(method, model): (looks[method][0], "-" if model == main_model[method] else ":", k, looks[method][1])
               for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
     step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods' x positions spread over a factor 1.2 around f
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4), sharex=True)
+    legend_columns = -(-len(methods) // 12)  # 12 a column: the figure's height
+    fig, axes = plt.subplots(1, 4, figsize=(11 + 4 * legend_columns, 4), sharex=True)  # panels as wide for any count
     for ax, key in zip(axes, titles):
         for (method, model), style in styles.items():
             points = sorted((f, results[(m, f, mo)][key]) for (m, f, mo) in results
@@ -325,8 +326,7 @@ def plot(results: dict, path: str | Path) -> None:
         ax.set_xlabel("share of training videos with labels (log)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("criterion on the validation side")
-    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),   # beside the panels, hiding none,
-                    ncol=-(-len(methods) // 12))                                 # 12 a column: the figure's height
+    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=legend_columns)  # hiding none
     fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side); "
                  "solid: the model each method yields, dotted: its other model")
     fig.tight_layout()
