@@ -6,6 +6,7 @@ Queue the sweep in DVC's experiment queue, run it, then read the results back wi
     dvc queue start -j 1                         # runs them (one at a time on a CPU machine)
     python -m bench.sweep report                 # table (stdout, BENCHMARKS.md) and data/readme/sweep.png
     python -m bench.sweep report --videos 64 --plot data/readme/sweep64.png   # the rows of another demo size
+    python -m bench.sweep report --plot-methods trivial supervised mean_teacher   # a plot of these methods only
     python -m bench.sweep labels --fraction 0.1 --seeds 0 1 2 3 4   # the labels each seed keeps (after dvc repro)
 
 DVC experiments live in the checkout that ran them, so the report also keeps every finished sweep
@@ -70,8 +71,9 @@ NAME = re.compile(rf"^sweep-(?P<method>[a-z_]+)-f(?P<fraction>[0-9.]+)-s(?P<seed
                   rf"(-(?P<variant>{VARIANT}))?$")
 
 
-class UnknownBaseline(ValueError):
-    """A `--baseline` with no sweep experiment among the rows: the command line prints it as one line."""
+class UnknownMethod(ValueError):
+    """A `--baseline` or `--plot-methods` with no sweep experiment among the rows: the command line prints it as
+    one line."""
 
 
 def experiment_name(method: str, fraction: float, seed: int, variant: str = "", train_seed: int | None = None
@@ -259,16 +261,22 @@ def paired_table(differences: dict, baseline: str = "supervised") -> str:
     return "\n".join(lines)
 
 
+def check_methods(wanted: tuple[str, ...], results: dict, option: str, trivial: bool = False) -> None:
+    """Raise UnknownMethod, naming `option` and the methods there, when a method of `wanted` has no row in the
+    curve `results`; the trivial predictors count as a method when `trivial`."""
+    methods = sorted({method for method, _, _ in results if trivial or method != TRIVIAL}, key=_method_order)
+    for method in wanted:
+        if method not in methods:
+            raise UnknownMethod(f"{option} {method}: no sweep experiment of that method here; "
+                                f"methods: {', '.join(methods)}")
+
+
 def tables(rows: list[dict], baselines: tuple[str, ...] = ("supervised",), results: dict | None = None) -> str:
     """The curve's table of `rows` (or of their `curve`, `results`), then one paired table per method of
-    `baselines` (`<method>` or `<method>/<variant>`). Raises UnknownBaseline naming the methods there when a
+    `baselines` (`<method>` or `<method>/<variant>`). Raises UnknownMethod naming the methods there when a
     baseline has no run among `rows`."""
     results = curve(rows) if results is None else results
-    methods = sorted({method for method, _, _ in results if method != TRIVIAL}, key=_method_order)
-    for baseline in baselines:
-        if baseline not in methods:
-            raise UnknownBaseline(f"--baseline {baseline}: no sweep experiment of that method here; "
-                                  f"methods: {', '.join(methods)}")
+    check_methods(baselines, results, "--baseline")
     return "\n\n".join([table(results), *(paired_table(paired(rows, baseline), baseline) for baseline in baselines)])
 
 
@@ -284,10 +292,12 @@ def method_looks(methods: list[str]) -> dict[str, tuple[tuple[float, float, floa
             for k, method in enumerate(methods)}
 
 
-def plot(results: dict, path: str | Path) -> None:
+def plot(results: dict, path: str | Path, methods: tuple[str, ...] = ()) -> list[str]:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis.
-    Runs with a training seed apart from their seed are left out: they check a seed, they draw no curve."""
+    Only the `methods` named (`<method>`, `<method>/<variant>` or "trivial"), or every method when none is named;
+    runs with a training seed apart from their seed are left out: they check a seed, they draw no curve.
+    Returns the legend's labels: the methods drawn, each with the model its solid line shows."""
     import matplotlib
     import matplotlib.ticker
 
@@ -296,11 +306,14 @@ def plot(results: dict, path: str | Path) -> None:
 
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
-    methods = sorted({m for m, _, _ in results if APART not in m}, key=_method_order)
+    methods = sorted({m for m, _, _ in results if APART not in m and (not methods or m in methods)},
+                     key=_method_order)
     looks = method_looks(methods)
-    main_model = {method: "teacher" if method.startswith("mean_teacher") else "student" for method in methods}
+    main_model = {method: TRIVIAL if method == TRIVIAL else "teacher" if method.startswith("mean_teacher")
+                  else "student" for method in methods}
     styles = {(method, model): (looks[method][0], "-" if model == main_model[method] else ":", k, looks[method][1])
-              for k, method in enumerate(methods) for model in MODELS}  # solid: the model the method yields
+              for k, method in enumerate(methods)
+              for model in ((TRIVIAL,) if method == TRIVIAL else MODELS)}  # solid: the model the method yields
     step = 1.2 ** (1 / max(1, len(methods) - 1))  # the methods' x positions spread over a factor 1.2 around f
     legend_columns = -(-len(methods) // 12)  # 12 a column: the figure's height
     fig, axes = plt.subplots(1, 4, figsize=(11 + 4 * legend_columns, 4), sharex=True)  # panels as wide for any count
@@ -314,7 +327,8 @@ def plot(results: dict, path: str | Path) -> None:
             mean = [np.mean(v) for _, v in points]
             solid = style[1] == "-"
             ax.plot(x, mean, linestyle=style[1], color=style[0], marker=style[3] if solid else ".",
-                    label=f"{method} ({model})" if solid else "_nolegend_")
+                    label=("trivial predictors" if model == TRIVIAL else f"{method} ({model})") if solid
+                    else "_nolegend_")
             ax.vlines(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.5)
             ax.fill_between(x, [min(v) for _, v in points], [max(v) for _, v in points], color=style[0], alpha=0.12)
         ax.set_xscale("log")
@@ -329,10 +343,12 @@ def plot(results: dict, path: str | Path) -> None:
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=legend_columns)  # hiding none
     fig.suptitle("Semi-supervised curve: mean over seeds, bar and band = min..max (methods side by side); "
                  "solid: the model each method yields, dotted: its other model")
+    labels = axes[-1].get_legend_handles_labels()[1]
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return labels
 
 
 def demo_videos(cwd: str | Path = ".") -> int:
@@ -341,11 +357,13 @@ def demo_videos(cwd: str | Path = ".") -> int:
 
 
 def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", results: str | Path = RESULTS,
-           videos: int | None = None, baselines: tuple[str, ...] = ("supervised",)) -> str:
+           videos: int | None = None, baselines: tuple[str, ...] = ("supervised",),
+           plot_methods: tuple[str, ...] = ()) -> str:
     """Read `dvc exp show --json` in the project at `cwd` and the kept rows of `results` (relative to `cwd`),
     write the merged rows back there (atomically), print the table, one paired table per method of `baselines`
     (`<method>` or `<method>/<variant>`) and write the plot of the rows that ran on a demo of `videos` videos
-    (default: params.yaml's `demo.n_videos`); returns the tables. A baseline with no run there is refused."""
+    (default: params.yaml's `demo.n_videos`), of the `plot_methods` only when some are named; returns the
+    tables. A baseline or plotted method with no run there is refused before anything is printed or plotted."""
     show = json.loads(subprocess.run([DVC, "exp", "show", "--json", "--all-commits"], check=True,
                                      capture_output=True, text=True, cwd=cwd).stdout)
     path = Path(cwd) / results
@@ -366,10 +384,11 @@ def report(out: str | Path = "data/readme/sweep.png", cwd: str | Path = ".", res
         print(message)
         return message
     results = curve(rows)
+    check_methods(plot_methods, results, "--plot-methods", trivial=True)
     text = tables(rows, baselines, results)
     print(f"sweep experiments on the demo of {videos} videos")
     print(text)
-    plot(results, out)
+    plot(results, out, plot_methods)
     print(f"\nplot: {out}")
     return text
 
@@ -438,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--videos", type=int, default=None, help="the demo size shown (default: params.yaml's)")
     r.add_argument("--baseline", nargs="+", default=["supervised"],
                    help="the methods each run is paired with, one paired table each (e.g. mean_teacher/b32_w0)")
+    r.add_argument("--plot-methods", nargs="+", default=[],
+                   help="the methods the plot shows (e.g. trivial supervised mean_teacher/b32; default: every one)")
     k = sub.add_parser("labels", help="the training labels each seed keeps at a label fraction")
     k.add_argument("--fraction", type=float, default=0.1)
     k.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
@@ -455,8 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             report(getattr(args, "plot", "data/readme/sweep.png"), results=getattr(args, "results", RESULTS),
-                   videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])))
-        except UnknownBaseline as error:  # one line, no traceback
+                   videos=getattr(args, "videos", None), baselines=tuple(getattr(args, "baseline", ["supervised"])),
+                   plot_methods=tuple(getattr(args, "plot_methods", [])))
+        except UnknownMethod as error:  # one line, no traceback
             raise SystemExit(str(error)) from None
 
 

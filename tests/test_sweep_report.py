@@ -173,7 +173,7 @@ def test_a_variant_can_be_the_baseline_of_a_paired_table():
     assert [line.split(" | ")[0] for line in against_w0[2:]] == ["| supervised", "| mean_teacher/b32_all"]
     assert against_w0[3].startswith("| mean_teacher/b32_all | 0.1 | 0 | +0.050 ± 0.000 (1/1) |"), against_w0[3]
     assert against_w0[2].startswith("| supervised | 0.1 | 0 | -0.100 ± 0.000 (0/1) |"), against_w0[2]
-    with pytest.raises(sweep.UnknownBaseline,
+    with pytest.raises(sweep.UnknownMethod,
                        match="--baseline mean_teacher/b32: .*mean_teacher/b32_all, mean_teacher/b32_w0"):
         sweep.tables(rows, ("mean_teacher/b32",))
 
@@ -185,3 +185,26 @@ def test_no_two_methods_of_the_plot_look_alike(count):
     assert list(looks) == methods
     assert len(set(looks.values())) == count
     assert {marker for _, marker in looks.values()} == ({"o"} if count <= 20 else {"o", "s"})
+
+
+def test_the_plot_shows_the_methods_named_and_refuses_one_without_runs(tmp_path):
+    """`report --plot-methods trivial supervised`: the plot draws those two only (the tables keep every method),
+    each method with the model it yields, the trivial predictors as their own line; a method with no run is
+    refused with the methods there, trivial predictors included."""
+    show = [{"rev": "abc", "data": {}, "experiments": [
+        _experiment("sweep-supervised-f0.1-s0", "success", 0.30),
+        _experiment("sweep-mean_teacher-f0.1-s0", "success", 0.40),
+        _experiment("sweep-mean_teacher-f0.1-s0-b32_all", "success", 0.45)]}]
+    for experiment in show[0]["experiments"]:
+        experiment["revs"][0]["data"]["metrics"][sweep.METRICS]["data"][sweep.TRIVIAL] = _metrics(0.1)[sweep.MODELS[0]]
+    results = sweep.curve(sweep.experiments(show))
+    assert sweep.plot(results, tmp_path / "all.png") == [
+        "supervised (student)", "mean_teacher (teacher)", "mean_teacher/b32_all (teacher)", "trivial predictors"]
+    assert sweep.plot(results, tmp_path / "two.png", ("trivial", "supervised")) == [
+        "supervised (student)", "trivial predictors"]
+    assert (tmp_path / "two.png").stat().st_size > 0
+    sweep.check_methods(("trivial", "mean_teacher/b32_all"), results, "--plot-methods", trivial=True)
+    with pytest.raises(sweep.UnknownMethod, match="--plot-methods mean_teacher/b32: .*mean_teacher/b32_all, trivial"):
+        sweep.check_methods(("mean_teacher/b32",), results, "--plot-methods", trivial=True)
+    with pytest.raises(sweep.UnknownMethod, match="--baseline trivial: "):
+        sweep.check_methods(("trivial",), results, "--baseline")
