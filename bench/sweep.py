@@ -292,10 +292,10 @@ def method_looks(methods: list[str]) -> dict[str, tuple[tuple[float, float, floa
             for k, method in enumerate(methods)}
 
 
-def plot(results: dict, path: str | Path, methods: tuple[str, ...] = ()) -> list[str]:
+def plot(results: dict, path: str | Path, only: tuple[str, ...] = ()) -> list[str]:
     """Criterion against label fraction, one panel per task and the mean: mean over seeds, min..max as a bar
     at each fraction and a band between fractions; the methods' points are set slightly apart on the x axis.
-    Only the `methods` named (`<method>`, `<method>/<variant>` or "trivial"), or every method when none is named;
+    The methods of `only` (`<method>`, `<method>/<variant>` or "trivial"), or every method when it is empty;
     runs with a training seed apart from their seed are left out: they check a seed, they draw no curve.
     Returns the legend's labels: the methods drawn, each with the model its solid line shows."""
     import matplotlib
@@ -306,8 +306,7 @@ def plot(results: dict, path: str | Path, methods: tuple[str, ...] = ()) -> list
 
     titles = {"expr": "Expression (0.67 F1 + 0.33 acc.)", "au": "Action units (0.5 F1 + 0.5 acc.)",
               "va": "Valence-arousal (mean CCC)", "mean": "Mean of the tasks"}
-    methods = sorted({m for m, _, _ in results if APART not in m and (not methods or m in methods)},
-                     key=_method_order)
+    methods = sorted({m for m, _, _ in results if APART not in m and (m in only or not only)}, key=_method_order)
     looks = method_looks(methods)
     main_model = {method: TRIVIAL if method == TRIVIAL else "teacher" if method.startswith("mean_teacher")
                   else "student" for method in methods}
