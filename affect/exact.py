@@ -14,11 +14,12 @@ kernels round differently in the last bits. Two rules keep such noise out of sto
 A third rule holds for torch: a sum split across threads rounds differently with the number of threads, so
 training, inference and the spectrograms run at a thread count fixed by their params (`torch_threads`), never
 at the machine's core count or whatever an earlier step of the same process set.
-Two more hold for torch's models: training and inference pick their kernels by a fixed instruction set, not
-the processor's (`pin_cpu_kernels`: AVX2 for ATen and oneDNN, MKL's vendor-neutral code path), and Adam takes
-its fused step (`affect.train.fit`), whose square root is the exact instruction where the unfused step's is
-MKL's, which rounds differently on AMD processors; then an AVX-512 machine computes what an AVX2 one does and
-an AMD one what an Intel one does, bit for bit (tests/test_reproducible.py, under qemu).
+Two more hold for torch's models on processors with AVX2 and FMA: training and inference pick their kernels by
+a fixed instruction set, not the processor's (`pin_cpu_kernels`: AVX2 for ATen and oneDNN, MKL's vendor-neutral
+code path), and Adam takes its fused step (`affect.train.fit`), whose square root is the exact instruction
+where the unfused step's is MKL's, which rounds differently on AMD processors; then an AVX-512 machine
+computes what an AVX2 one does and an AMD one what an Intel one does, bit for bit (tests/test_reproducible.py,
+under qemu). A processor without AVX2 computes with torch's default kernels, and its bits are its own.
 Grids are powers of two, so a value on the grid is exact in binary and products of such values stay exact.
 """
 
@@ -48,6 +49,19 @@ CPU_KERNELS = {
     "MKL_CBWR": "COMPATIBLE",         # MKL (matrix products): the code path every x86-64 processor, any vendor, runs
 }
 NATIVE = "AFFECT_NATIVE_KERNELS"  # set to 1: leave torch's kernels to the processor (faster, machine-dependent bits)
+NO_AVX2 = ("this processor has no AVX2 and FMA: torch runs its default kernels, so training and inference here "
+           "do not give the bits of AVX2 machines (dvc.lock's train outputs, metrics.json); the preprocessing "
+           "bytes are the same")
+
+
+def has_avx2_fma() -> bool:
+    """Whether this processor has AVX2 and FMA3 (its CPUID, as numpy read it at import), which torch's AVX2
+    kernels need."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy 1.26
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get("AVX2") and __cpu_features__.get("FMA3"))
 
 
 def pin_cpu_kernels() -> None:
@@ -57,8 +71,15 @@ def pin_cpu_kernels() -> None:
     its first computation, so a program that computes with torch before importing `affect` keeps the
     processor's kernels (a warning says so). Other processors (ARM) are left as they are, and so is every
     processor when `AFFECT_NATIVE_KERNELS=1` (the processor's fastest kernels; its bits are then that
-    machine's). Its cost in step time: BENCHMARKS.md."""
+    machine's). An x86-64 processor without AVX2 and FMA (Intel before 2013, AMD before 2015, a virtual
+    machine that hides them) keeps torch's default kernels, since torch takes `ATEN_CPU_CAPABILITY=avx2`
+    without checking and would stop at its first AVX2 instruction; a warning says that its bits are its own.
+    Its cost in step time: BENCHMARKS.md."""
     if platform.machine().lower() not in ("x86_64", "amd64") or os.environ.get(NATIVE) == "1":
+        return
+    if not has_avx2_fma():
+        os.environ.update({key: value for key, value in CPU_KERNELS.items() if key != "ATEN_CPU_CAPABILITY"})
+        warnings.warn(NO_AVX2)
         return
     os.environ.update(CPU_KERNELS)
     torch = sys.modules.get("torch")

@@ -6,8 +6,8 @@ the environment variables that move the mirror, the cache and the upstream base 
 once, after collection and before the first test, and only when a selected test needs them: without a
 mirror and without network the run stops there with one message saying what to do.
 
-A selected test marked `@pytest.mark.emulated(module, *args)` has its native and qemu runs started then too
-(tests/emulated.py), so that they run beside the rest of the suite.
+A selected test marked `@pytest.mark.emulated(module, *args, cpu=...)` has its native and qemu runs started
+then too (tests/emulated.py), so that they run beside the rest of the suite.
 """
 
 from pathlib import Path
@@ -25,7 +25,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for item in session.items:
             marker = item.get_closest_marker("emulated")
             if marker:
-                emulated.start(*marker.args)
+                emulated.start(*marker.args, **marker.kwargs)
     if not any("asset_folders" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -1,5 +1,5 @@
-"""Run a module here and under qemu emulating the other vendor's AVX2 processor, at once, and read the JSON line
-each prints (tests/test_reproducible.py compares the two bit for bit).
+"""Run a module here and under qemu emulating another processor (by default the other vendor's AVX2 one), at
+once, and read the JSON line each prints (tests/test_reproducible.py compares the two bit for bit).
 
 Under qemu the training comparison keeps one core busy for about four minutes, while most of the suite leaves
 the second core of a 2-core machine idle. So a test marked `@pytest.mark.emulated(module, *args)` has its runs
@@ -21,36 +21,40 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from affect.exact import CPU_KERNELS
+
 ROOT = Path(__file__).resolve().parents[1]
 QEMU = shutil.which("qemu-x86_64")
 AVAILABLE = platform.machine() == "x86_64" and QEMU is not None
 
-_runs: dict[tuple[str, ...], dict[str, tuple[subprocess.Popen, IO[str], IO[str]]]] = {}
+_runs: dict[tuple[str | None, ...], dict[str, tuple[subprocess.Popen, IO[str], IO[str]]]] = {}
 
 
-def start(module: str, *args: str) -> None:
-    """Start `python -m module args` here and under `qemu-x86_64 -cpu MODEL` (an AMD EPYC on an Intel host, an
-    Intel Haswell on an AMD one), at nice 19, unless they are running already; their output goes to temporary
-    files."""
-    key = (module, *args)
+def start(module: str, *args: str, cpu: str | None = None) -> None:
+    """Start `python -m module args` here and under `qemu-x86_64 -cpu CPU` (by default an AMD EPYC on an Intel
+    host, an Intel Haswell on an AMD one), at nice 19, unless they are running already; their output goes to
+    temporary files."""
+    key = (module, *args, cpu)
     if key in _runs:
         return
-    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if cpu is None:
+        cpu = "EPYC" if "GenuineIntel" in Path("/proc/cpuinfo").read_text() else "Haswell"
+    # each run pins torch's kernels for its own processor when it imports affect, not by this one's
+    env = {**{k: v for k, v in os.environ.items() if k not in CPU_KERNELS}, "PYTHONPATH": str(ROOT)}
     _runs[key] = {}
-    for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", "EPYC" if intel else "Haswell"]}.items():
+    for name, prefix in {"native": [], "emulated": [QEMU, "-cpu", cpu]}.items():
         stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         process = subprocess.Popen(prefix + [sys.executable, "-m", module, *args], env=env, cwd=ROOT,
                                    stdout=stdout, stderr=stderr, text=True, preexec_fn=lambda: os.nice(19))
         _runs[key][name] = (process, stdout, stderr)
 
 
-def results(module: str, *args: str, timeout: float = 900) -> tuple[dict, dict]:
+def results(module: str, *args: str, cpu: str | None = None, timeout: float = 900) -> tuple[dict, dict]:
     """The JSON line that the native and the emulated run of `python -m module args` printed last (started now
     if `start` did not start them), once both have finished."""
-    start(module, *args)
+    start(module, *args, cpu=cpu)
     printed = {}
-    for name, (process, stdout, stderr) in _runs.pop((module, *args)).items():
+    for name, (process, stdout, stderr) in _runs.pop((module, *args, cpu)).items():
         process.wait(timeout=timeout)
         with stdout, stderr:
             stdout.seek(0)

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from affect import synth
+from affect.exact import NO_AVX2
 from tests import emulated
 from tests.kernels import CONFIGS
 from tests.pipeline import ROOT
@@ -124,6 +125,18 @@ def test_training_and_inference_give_the_same_bits_on_another_vendors_processor(
     native, other = emulated.results("tests.train_bits")
     assert native["capability"] == other["capability"] == "AVX2"
     assert native == other
+
+
+@needs_qemu
+@pytest.mark.emulated("tests.kernel_pin", cpu="SandyBridge")
+def test_a_processor_without_avx2_keeps_torchs_default_kernels_and_is_told():
+    """On an emulated Intel Sandy Bridge (AVX, no AVX2, no FMA) importing affect leaves torch's kernels to the
+    processor, says so once, and torch computes (tests/kernel_pin.py); with `ATEN_CPU_CAPABILITY=avx2` pinned
+    there, as before, the emulated run stopped with "Illegal instruction". Here, with AVX2, the pin holds."""
+    native, old = emulated.results("tests.kernel_pin", cpu="SandyBridge")
+    assert (native["capability"], native["aten"], native["warnings"]) == ("AVX2", "avx2", [])
+    assert (old["capability"], old["aten"], old["warnings"]) == ("DEFAULT", None, [NO_AVX2])
+    assert abs(old["sum"] - native["sum"]) <= 1e-3 * abs(native["sum"])
 
 
 @needs_qemu
